@@ -1,0 +1,5 @@
+import sys
+
+from panseg.cli.main import main
+
+sys.exit(main())
