@@ -1,0 +1,172 @@
+"""``tf.train.Example`` encoding and decoding without TensorFlow.
+
+The message definitions are those of TensorFlow's ``tensorflow/core/example/example.proto``
+and ``feature.proto`` (package ``tensorflow``)::
+
+    message BytesList { repeated bytes value = 1; }
+    message FloatList { repeated float value = 1 [packed = true]; }
+    message Int64List { repeated int64 value = 1 [packed = true]; }
+    message Feature   { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2;
+                                     Int64List int64_list = 3; } }
+    message Features  { map<string, Feature> feature = 1; }
+    message Example   { Features features = 1; }
+
+They are declared here as a descriptor at import time and compiled by the ``protobuf``
+runtime (upb, C), so the wire format is protobuf's own; no generated code, no TensorFlow.
+
+Python values map to features as: ``bytes``/``str`` -> bytes_list, ``bool``/``int`` ->
+int64_list, ``float`` -> float_list, and lists of one of those kinds -> that list. Decoding
+returns a :class:`FeatureValues` per key: its ``kind`` and list of values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+FeatureValue = bytes | str | int | float | Sequence[bytes] | Sequence[int] | Sequence[float]
+
+
+def _build_messages():
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="panseg/tensorflow_example.proto", package="tensorflow", syntax="proto3"
+    )
+    F = descriptor_pb2.FieldDescriptorProto
+
+    def add_list(name: str, ftype: int) -> None:
+        msg = fdp.message_type.add(name=name)
+        msg.field.add(name="value", number=1, label=F.LABEL_REPEATED, type=ftype)
+
+    add_list("BytesList", F.TYPE_BYTES)
+    add_list("FloatList", F.TYPE_FLOAT)
+    add_list("Int64List", F.TYPE_INT64)
+
+    feature = fdp.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, (field_name, type_name) in enumerate(
+        [("bytes_list", "BytesList"), ("float_list", "FloatList"), ("int64_list", "Int64List")],
+        start=1,
+    ):
+        feature.field.add(
+            name=field_name,
+            number=number,
+            label=F.LABEL_OPTIONAL,
+            type=F.TYPE_MESSAGE,
+            type_name=f".tensorflow.{type_name}",
+            oneof_index=0,
+        )
+
+    features = fdp.message_type.add(name="Features")
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
+    entry.field.add(
+        name="value",
+        number=2,
+        label=F.LABEL_OPTIONAL,
+        type=F.TYPE_MESSAGE,
+        type_name=".tensorflow.Feature",
+    )
+    features.field.add(
+        name="feature",
+        number=1,
+        label=F.LABEL_REPEATED,
+        type=F.TYPE_MESSAGE,
+        type_name=".tensorflow.Features.FeatureEntry",
+    )
+
+    example = fdp.message_type.add(name="Example")
+    example.field.add(
+        name="features",
+        number=1,
+        label=F.LABEL_OPTIONAL,
+        type=F.TYPE_MESSAGE,
+        type_name=".tensorflow.Features",
+    )
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
+
+
+ExampleProto = _build_messages()
+
+
+@dataclass(frozen=True)
+class FeatureValues:
+    """The decoded values of one feature: ``kind`` is ``bytes``, ``int64`` or ``float``."""
+
+    kind: str
+    values: list
+
+    def one(self, key: str = "?"):
+        """The single value of a feature that must hold exactly one."""
+        if len(self.values) != 1:
+            raise ValueError(f"feature {key!r} holds {len(self.values)} values, expected 1")
+        return self.values[0]
+
+
+class ExampleDecodeError(ValueError):
+    """Bytes that are not a tf.train.Example."""
+
+
+def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
+    """Serialize a mapping of feature name to value(s) as a ``tf.train.Example``.
+
+    Args:
+        features: name -> ``bytes``/``str`` (bytes_list), ``int``/``bool`` (int64_list),
+            ``float`` (float_list), or a list/tuple of one kind. An empty list needs an
+            explicit kind: pass ``FeatureValues(kind, [])``.
+    """
+    example = ExampleProto()
+    feature_map = example.features.feature
+    for key, value in features.items():
+        kind, values = _normalize(key, value)
+        feature = feature_map[key]
+        if kind == "bytes":
+            feature.bytes_list.value.extend(values)
+        elif kind == "int64":
+            feature.int64_list.value.extend(values)
+        else:
+            feature.float_list.value.extend(values)
+    return example.SerializeToString()
+
+
+def decode_example(data: bytes) -> dict[str, FeatureValues]:
+    """Parse a serialized ``tf.train.Example`` into ``{name: FeatureValues}``."""
+    example = ExampleProto()
+    try:
+        example.ParseFromString(data)
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise ExampleDecodeError(f"not a tf.train.Example: {exc}") from None
+    out: dict[str, FeatureValues] = {}
+    for key, feature in example.features.feature.items():
+        which = feature.WhichOneof("kind")
+        if which == "bytes_list":
+            out[key] = FeatureValues("bytes", list(feature.bytes_list.value))
+        elif which == "int64_list":
+            out[key] = FeatureValues("int64", list(feature.int64_list.value))
+        elif which == "float_list":
+            out[key] = FeatureValues("float", list(feature.float_list.value))
+        else:  # a Feature with no list set: TensorFlow treats it as empty
+            out[key] = FeatureValues("bytes", [])
+    return out
+
+
+def _normalize(key: str, value: FeatureValue | FeatureValues) -> tuple[str, list]:
+    if isinstance(value, FeatureValues):
+        return value.kind, list(value.values)
+    if isinstance(value, (bytes, str, int, float)):
+        value = [value]
+    values = list(value)
+    if not values:
+        raise ValueError(f"feature {key!r}: an empty list needs FeatureValues(kind, [])")
+    if all(isinstance(v, (bytes, str)) for v in values):
+        return "bytes", [v.encode("utf-8") if isinstance(v, str) else v for v in values]
+    if all(isinstance(v, (bool, int)) for v in values):
+        return "int64", [int(v) for v in values]
+    if all(isinstance(v, (float, int)) and not isinstance(v, bool) for v in values):
+        return "float", [float(v) for v in values]
+    raise TypeError(f"feature {key!r}: values must all be bytes/str, all int or all float")
