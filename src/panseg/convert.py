@@ -1,0 +1,379 @@
+"""Conversion orchestration: source -> encoder -> shards, parallel, validated, resumable.
+
+:func:`convert` runs three phases over every requested split:
+
+1. *List*: the source lists each split's items in output order and reports what it sees in
+   its annotation files; the encoder checks each segment list against the label space.
+2. *Validate*: every item of a shard that still has to be written is loaded and checked
+   pixel by pixel (areas, sizes, image and PNG modes) in ``workers`` processes.
+   With ``skip_invalid=False`` (``--strict``) any problem stops the run here, before anything
+   is written, and :class:`ConversionFailed` lists all of them; with ``skip_invalid=True``
+   the invalid items are left out and listed in the manifest.
+3. *Write*: each incomplete shard is written by one worker, atomically (see
+   :mod:`panseg.records.writer`), and the manifest is updated.
+
+Memory is bounded by one example per worker: items are loaded, encoded and written one at a
+time. Progress is shown per image with rate and ETA.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_module
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from panseg import fsio
+from panseg.datasets.base import ItemProblems, Problem, RawExample, Source
+from panseg.datasets.info import DatasetInfo
+from panseg.records import writer as shard_io
+from panseg.records.manifest import Manifest, SplitEntry, load_manifest, save_manifest
+
+VALIDATE_CHUNK = 32
+
+
+class Encoder(Protocol):
+    """Turns raw examples into serialized records (picklable)."""
+
+    def check_listing(self, key: str, segments: Sequence, file: str) -> list[Problem]: ...
+
+    def check(self, raw: RawExample) -> list[Problem]: ...
+
+    def encode(self, raw: RawExample) -> tuple[bytes, str]: ...
+
+
+class ConversionFailed(Exception):
+    """Problems were found and ``--strict`` is on: nothing was written."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) found; nothing was written")
+
+
+@dataclass
+class SplitReport:
+    split: str
+    num_items: int = 0
+    written_shards: int = 0
+    skipped_shards: int = 0
+    skipped_items: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConvertReport:
+    out_dir: str
+    splits: dict[str, SplitReport] = field(default_factory=dict)
+    manifest_path: str = ""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    split: str
+    items: list
+    shards: list[list[int]]
+    files: list[str]
+    digests: list[str]
+
+
+def convert(
+    *,
+    source: Source,
+    encoder: Encoder,
+    out_dir: str,
+    splits: Sequence[str],
+    num_shards: int,
+    dataset: DatasetInfo,
+    schema: str,
+    options: dict[str, Any],
+    layout: str = "contiguous",
+    shard_prefix: Callable[[str], str] = lambda split: split,
+    workers: int = 1,
+    skip_invalid: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> ConvertReport:
+    """Convert ``splits`` of ``source`` into sharded records under ``out_dir``.
+
+    Args:
+        options: everything that changes the output bytes (crowd mode, class map, ...); it
+            is written into the manifest and fingerprinted, so a rerun with other options
+            cannot mix its shards with these.
+        shard_prefix: the file prefix of a split's shards (``split`` for DeepLab2).
+
+    Raises:
+        ConversionFailed: problems were found and ``skip_invalid`` is False.
+        ShardConflict: ``out_dir`` holds shards written with other options.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    fingerprint_options = {"schema": schema, "dataset": dataset.to_dict(), **options}
+    fingerprint = shard_io.options_fingerprint(fingerprint_options)
+    fsio.makedirs(out_dir)
+    report = ConvertReport(out_dir)
+    manifest = _existing_manifest(out_dir, schema, dataset, options) or Manifest(
+        schema=schema,
+        dataset=dataset,
+        source={"dataset": source.name, "root": getattr(source, "root", "")},
+        options=options,
+    )
+
+    with _Pool(workers) as pool:
+        plans: dict[str, _Plan] = {}
+        todo: dict[str, list[int]] = {}
+        fatal: list[Problem] = []
+        for split in splits:
+            items, problems = source.list_split(split)
+            problems.extend(_listing_problems(source, encoder, items))
+            bad = {p.item for p in problems if p.item}
+            valid = [it for it in items if source.item_key(it) not in bad]
+            plan = _plan(source, split, valid, num_shards, layout, shard_prefix(split))
+            pending = _pending_shards(out_dir, plan, fingerprint)
+            pending_items = [plan.items[i] for k in pending for i in plan.shards[k]]
+            found = pool.map_items(
+                _validate_chunk, source, encoder, pending_items, f"validate {split}", progress
+            )
+            problems.extend(found)
+            report.splits[split] = SplitReport(split, num_items=len(items))
+            if skip_invalid and found:
+                bad |= {p.item for p in found if p.item}
+                valid = [it for it in valid if source.item_key(it) not in bad]
+                plan = _plan(source, split, valid, num_shards, layout, shard_prefix(split))
+                pending = _pending_shards(out_dir, plan, fingerprint)
+            if skip_invalid:
+                report.splits[split].skipped_items = [p for p in problems if p.item]
+                fatal.extend(p for p in problems if not p.item)
+            else:
+                fatal.extend(problems)
+            plans[split] = plan
+            todo[split] = pending
+        if fatal:
+            raise ConversionFailed(fatal)
+
+        for split in splits:
+            plan, split_report = plans[split], report.splits[split]
+            split_report.skipped_shards = len(plan.shards) - len(todo[split])
+            tasks = [
+                (plan.files[k], [plan.items[i] for i in plan.shards[k]], plan.digests[k])
+                for k in todo[split]
+            ]
+            results = pool.write_shards(
+                source, encoder, out_dir, tasks, fingerprint, fingerprint_options,
+                f"write {split}", progress,
+            )
+            for warnings in results:
+                split_report.warnings.extend(warnings)
+            split_report.written_shards = len(tasks)
+            entries = [
+                shard_io.completed_shard(
+                    out_dir, plan.files[k], fingerprint=fingerprint, digest=plan.digests[k]
+                )
+                for k in range(len(plan.shards))
+            ]
+            missing = [plan.files[k] for k, e in enumerate(entries) if e is None]
+            if missing:
+                raise RuntimeError(f"{out_dir}: shards missing after writing: {missing[:3]}")
+            skipped = tuple(
+                {"item": p.item, "file": p.file, "problem": p.message}
+                for p in split_report.skipped_items
+            )
+            manifest = manifest.with_split(split, SplitEntry(tuple(entries), skipped))
+            report.manifest_path = save_manifest(manifest, out_dir)
+            for warning in split_report.warnings[:5]:
+                log(f"warning: {warning}")
+            if len(split_report.warnings) > 5:
+                log(f"warning: ... and {len(split_report.warnings) - 5} more such warnings")
+    return report
+
+
+# --------------------------------------------------------------------------------- planning
+def _listing_problems(source: Source, encoder: Encoder, items: list) -> list[Problem]:
+    problems: list[Problem] = []
+    for item in items:
+        segments = getattr(item, "segments", None)
+        if segments is not None:
+            label_file = getattr(item, "label_path", "") or ""
+            problems.extend(encoder.check_listing(source.item_key(item), segments, label_file))
+    return problems
+
+
+def _plan(
+    source: Source, split: str, items: list, num_shards: int, layout: str, prefix: str
+) -> _Plan:
+    shards = shard_io.shard_layout(len(items), num_shards, layout)
+    files = [shard_io.shard_name(prefix, k, num_shards) for k in range(num_shards)]
+    digests = [shard_io.items_digest([source.item_key(items[i]) for i in s]) for s in shards]
+    return _Plan(split, items, shards, files, digests)
+
+
+def _pending_shards(out_dir: str, plan: _Plan, fingerprint: str) -> list[int]:
+    return [
+        k
+        for k in range(len(plan.shards))
+        if shard_io.completed_shard(
+            out_dir, plan.files[k], fingerprint=fingerprint, digest=plan.digests[k]
+        )
+        is None
+    ]
+
+
+def _existing_manifest(
+    out_dir: str, schema: str, dataset: DatasetInfo, options: dict
+) -> Manifest | None:
+    if not fsio.exists(fsio.join(out_dir, "manifest.json")):
+        return None
+    manifest = load_manifest(out_dir)
+    if manifest.schema != schema or manifest.dataset != dataset or manifest.options != options:
+        raise shard_io.ShardConflict(
+            f"{out_dir}/manifest.json describes records written with other options "
+            f"(schema {manifest.schema}, options {dict(manifest.options)}); "
+            "use another --out directory"
+        )
+    return manifest
+
+
+# ---------------------------------------------------------------------------- worker side
+_progress_queue: Any = None
+
+
+def _init_worker(progress_queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
+
+
+def _tick(n: int = 1) -> None:
+    if _progress_queue is not None:
+        _progress_queue.put(n)
+
+
+def _validate_chunk(source: Source, encoder: Encoder, items: list) -> list[Problem]:
+    problems: list[Problem] = []
+    for item in items:
+        try:
+            raw = source.load(item)
+        except OSError as exc:
+            key = source.item_key(item)
+            problems.append(Problem(getattr(item, "image_path", key), str(exc), item=key))
+        else:
+            problems.extend(encoder.check(raw))
+        _tick()
+    return problems
+
+
+def _write_one_shard(
+    source: Source,
+    encoder: Encoder,
+    out_dir: str,
+    file: str,
+    items: list,
+    digest: str,
+    fingerprint: str,
+    options: dict,
+) -> list[str]:
+    warnings: list[str] = []
+
+    def examples():
+        for item in items:
+            try:
+                example, warning = encoder.encode(source.load(item))
+            except ItemProblems as exc:  # the data changed since validation
+                raise RuntimeError(f"while writing {file}: {exc}") from None
+            if warning:
+                warnings.append(warning)
+            _tick()
+            yield example
+
+    shard_io.write_shard(
+        out_dir, file, examples(), fingerprint=fingerprint, digest=digest, options=options
+    )
+    return warnings
+
+
+class _Pool:
+    """Runs chunks in-process (``workers <= 1``) or in a spawn process pool, with a bar."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, int(workers))
+        self._executor: ProcessPoolExecutor | None = None
+        self._queue: Any = None
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _ensure(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            ctx = mp.get_context("spawn")
+            self._queue = ctx.Queue()
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self._queue,)
+            )
+        return self._executor
+
+    def map_items(self, fn, source, encoder, items: list, desc: str, progress: bool) -> list:
+        if not items:
+            return []
+        chunks = [items[i : i + VALIDATE_CHUNK] for i in range(0, len(items), VALIDATE_CHUNK)]
+        calls = [(fn, (source, encoder, chunk)) for chunk in chunks]
+        out: list = []
+        for result in self._run(calls, len(items), desc, progress):
+            out.extend(result)
+        return out
+
+    def write_shards(
+        self, source, encoder, out_dir, tasks, fingerprint, options, desc, progress
+    ) -> list[list[str]]:
+        calls = [
+            (
+                _write_one_shard,
+                (source, encoder, out_dir, file, items, digest, fingerprint, options),
+            )
+            for file, items, digest in tasks
+        ]
+        total = sum(len(items) for _, items, _ in tasks)
+        return list(self._run(calls, total, desc, progress))
+
+    def _run(self, calls, total: int, desc: str, progress: bool):
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, smoothing=0.1)
+        try:
+            if self.workers == 1:
+                global _progress_queue
+                _progress_queue = _BarQueue(bar)
+                try:
+                    return [fn(*args) for fn, args in calls]
+                finally:
+                    _progress_queue = None
+            executor = self._ensure()
+            futures: list[Future] = [executor.submit(fn, *args) for fn, args in calls]
+            while not all(f.done() for f in futures):
+                self._drain(bar, timeout=0.1)
+            self._drain(bar, timeout=0)
+            return [f.result() for f in futures]
+        finally:
+            bar.close()
+
+    def _drain(self, bar, timeout: float) -> None:
+        try:
+            n = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
+            bar.update(n)
+            while True:
+                bar.update(self._queue.get_nowait())
+        except queue_module.Empty:
+            pass
+
+
+class _BarQueue:
+    """In-process stand-in for the progress queue."""
+
+    def __init__(self, bar) -> None:
+        self.bar = bar
+
+    def put(self, n: int) -> None:
+        self.bar.update(n)

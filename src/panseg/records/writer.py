@@ -1,0 +1,131 @@
+"""Sharded, atomic, resumable record writing.
+
+Shard layouts:
+
+* ``contiguous`` (DeepLab2, ``build_coco_data.py`` L263-296): with ``n`` items and ``N``
+  shards, ``per = ceil(n / N)`` and shard ``k`` holds items ``[k*per, min((k+1)*per, n))``;
+  trailing shards are empty, and every shard file exists, even when empty.
+* ``round_robin`` (TF Model Garden, ``official/vision/data/tfrecord_lib.py``
+  ``write_tf_record_dataset``): item ``i`` goes to shard ``i % N``.
+
+A shard is written to a temporary name and renamed when complete; then a small *sidecar*
+``OUT/.panseg/shards/<file>.json`` records its manifest entry together with the fingerprint
+of the options that produced it and a hash of the item keys it holds. A rerun skips every
+shard whose file and sidecar agree; a shard written with other options is an error (the
+output directory would mix two datasets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+
+from panseg import fsio
+from panseg.records.manifest import ShardEntry
+from panseg.records.tfrecord import TFRecordWriter
+
+LAYOUTS = ("contiguous", "round_robin")
+SIDECAR_DIR = ".panseg/shards"
+
+
+class ShardConflict(ValueError):
+    """The output directory holds a shard written with other options."""
+
+
+def shard_name(prefix: str, index: int, num_shards: int) -> str:
+    """``{prefix}-{index:05d}-of-{num_shards:05d}.tfrecord``."""
+    return f"{prefix}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_layout(num_items: int, num_shards: int, layout: str = "contiguous") -> list[list[int]]:
+    """Item indices of each shard (see the module docstring)."""
+    if num_shards < 1:
+        raise ValueError(f"the number of shards must be >= 1, got {num_shards}")
+    if layout == "contiguous":
+        per = -(-num_items // num_shards)
+        return [
+            list(range(min(k * per, num_items), min((k + 1) * per, num_items)))
+            for k in range(num_shards)
+        ]
+    if layout == "round_robin":
+        return [list(range(k, num_items, num_shards)) for k in range(num_shards)]
+    raise ValueError(f"unknown shard layout {layout!r}; expected one of {LAYOUTS}")
+
+
+def items_digest(keys: Sequence[str]) -> str:
+    """A short hash of the ordered item keys of a shard."""
+    h = hashlib.sha1()
+    for key in keys:
+        h.update(key.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def options_fingerprint(options: dict) -> str:
+    return hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()
+
+
+def sidecar_path(out_dir: str, file: str) -> str:
+    return fsio.join(out_dir, SIDECAR_DIR, f"{file}.json")
+
+
+def completed_shard(
+    out_dir: str, file: str, *, fingerprint: str, digest: str
+) -> ShardEntry | None:
+    """The manifest entry of a shard that is already complete, or ``None``.
+
+    Raises:
+        ShardConflict: the shard exists but was written with other options.
+    """
+    path = fsio.join(out_dir, file)
+    side = sidecar_path(out_dir, file)
+    if not fsio.exists(path) or not fsio.exists(side):
+        return None
+    try:
+        record = json.loads(fsio.read_bytes(side).decode("utf-8"))
+        entry = ShardEntry.from_dict(record["entry"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged sidecar: rewrite the shard
+    if record.get("fingerprint") != fingerprint:
+        raise ShardConflict(
+            f"{path} was written with other options ({record.get('options')}); "
+            "use another --out directory or delete it"
+        )
+    if record.get("items") != digest or fsio.size(path) != entry.size:
+        return None
+    return entry
+
+
+def write_shard(
+    out_dir: str,
+    file: str,
+    examples: Iterable[bytes],
+    *,
+    fingerprint: str,
+    digest: str,
+    options: dict,
+) -> ShardEntry:
+    """Write ``examples`` to ``out_dir/file`` atomically, then its sidecar."""
+    path = fsio.join(out_dir, file)
+    with fsio.atomic_writer(path) as f:
+        writer = TFRecordWriter(f)
+        for example in examples:
+            writer.write(example)
+    entry = ShardEntry(
+        file=file,
+        num_examples=len(writer.offsets),
+        size=writer.size,
+        crc32c=writer.crc32c,
+        offsets=tuple(writer.offsets),
+    )
+    record = {
+        "fingerprint": fingerprint,
+        "options": options,
+        "items": digest,
+        "entry": entry.to_dict(),
+    }
+    side = sidecar_path(out_dir, file)
+    fsio.makedirs(fsio.join(out_dir, SIDECAR_DIR))
+    fsio.write_bytes_atomic(side, json.dumps(record).encode("utf-8"))
+    return entry
