@@ -1,0 +1,176 @@
+"""Nearest-center assignment of predicted instance locations, without a K x H x W tensor.
+
+Reference behaviour (detectron2 ``group_pixels``; see ``docs/postprocess.md``): each pixel votes
+for ``p = (y + dy, x + dx)`` computed in the offsets' dtype; its center is
+``argmin_k norm(float(c_k) - p)`` (``torch.norm`` over the last dimension, in that dtype), ties
+going to the lowest k. Float rounding means two centers at different exact distances can tie
+(or swap order) after rounding, so the comparison has to be made on the very same rounded norms.
+
+The fast path gives the same indices bit for bit while computing norms for few pixel/center
+pairs:
+
+* predicted locations are binned into square cells of ``cell`` pixels over the image;
+* for each occupied cell, a center k is a *candidate* unless its distance to the cell rectangle
+  exceeds ``(1 + tol)`` times the smallest farthest-corner distance over all centers (plus a
+  tiny absolute slack). ``tol`` (32 machine epsilons of the dtype) is far above the rounding of
+  ``float(c) - p`` and of the norm (about 2 epsilons), so a non-candidate's rounded norm is always
+  strictly larger than some candidate's: the reference minimum and every index attaining it are
+  candidates;
+* a cell with one candidate assigns it directly; otherwise the rounded norms are computed with the
+  same torch operation for the candidates only (listed in increasing index, padded with +inf),
+  and ``argmin`` takes the first minimum, i.e. the lowest index, like the reference;
+* locations outside the image or non-finite go through the reference operation in chunks.
+
+Per-element results of ``torch.linalg.vector_norm`` do not depend on the tensor's shape (tests
+check this against the dense reference), which is what makes the subset computation exact.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["assign_to_centers", "predicted_locations"]
+
+# Bound on elements of any [pixels, centers] temporary.
+_CHUNK_ELEMENTS = 1 << 21
+
+
+def predicted_locations(
+    flat_index: torch.Tensor, offsets: torch.Tensor
+) -> torch.Tensor:
+    """Predicted center locations ``(y + dy, x + dx)`` of selected pixels.
+
+    Args:
+        flat_index: int64 [n], raster indices ``y * W + x`` into the H x W image.
+        offsets: float [2, H, W], (dy, dx) per pixel.
+
+    Returns:
+        [n, 2] tensor of (y, x) locations in ``offsets.dtype``, computed exactly as the reference:
+        ``arange(H, dtype) [y] + dy`` and ``arange(W, dtype) [x] + dx``.
+    """
+    _, height, width = offsets.shape
+    ys = torch.div(flat_index, width, rounding_mode="floor")
+    xs = flat_index - ys * width
+    ycoord = torch.arange(height, dtype=offsets.dtype, device=offsets.device)[ys]
+    xcoord = torch.arange(width, dtype=offsets.dtype, device=offsets.device)[xs]
+    flat = offsets.reshape(2, -1)
+    return torch.stack((ycoord + flat[0, flat_index], xcoord + flat[1, flat_index]), dim=1)
+
+
+def _brute_force(centers_f: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """The reference operation, in chunks of pixels: [K, m, 2] -> norm -> argmin over K."""
+    num_centers = centers_f.shape[0]
+    out = torch.empty(points.shape[0], dtype=torch.long, device=points.device)
+    chunk = max(1, _CHUNK_ELEMENTS // num_centers)
+    for start in range(0, points.shape[0], chunk):
+        part = points[start : start + chunk]
+        distance = torch.linalg.vector_norm(centers_f[:, None, :] - part[None, :, :], dim=-1)
+        out[start : start + chunk] = torch.argmin(distance, dim=0)
+    return out
+
+
+def _candidates(
+    centers_f: torch.Tensor, cell_y: torch.Tensor, cell_x: torch.Tensor, cell: int, tol: float
+) -> torch.Tensor:
+    """Bool [G, K]: which centers can be nearest for some point of each given cell."""
+    c = centers_f.to(torch.float64)
+    y0 = (cell_y * cell).to(torch.float64)[:, None]
+    x0 = (cell_x * cell).to(torch.float64)[:, None]
+    y1, x1 = y0 + cell, x0 + cell
+    cy, cx = c[None, :, 0], c[None, :, 1]
+    zero = torch.zeros((), dtype=torch.float64, device=c.device)
+    near_y = torch.maximum(torch.maximum(y0 - cy, cy - y1), zero)
+    near_x = torch.maximum(torch.maximum(x0 - cx, cx - x1), zero)
+    far_y = torch.maximum((cy - y0).abs(), (cy - y1).abs())
+    far_x = torch.maximum((cx - x0).abs(), (cx - x1).abs())
+    near = torch.sqrt(near_y * near_y + near_x * near_x)
+    far = torch.sqrt(far_y * far_y + far_x * far_x)
+    bound = far.amin(dim=1, keepdim=True) * (1.0 + tol) + 1e-6
+    return near <= bound
+
+
+def assign_to_centers(
+    centers: torch.Tensor,
+    points: torch.Tensor,
+    image_size: tuple[int, int],
+    cell: int = 16,
+) -> torch.Tensor:
+    """Index of the nearest center for each predicted location, as the reference computes it.
+
+    Args:
+        centers: int64 [K, 2] (y, x), K >= 1.
+        points: float [n, 2] (y, x) predicted locations (see :func:`predicted_locations`); the
+            reference distance is computed in this dtype.
+        image_size: (H, W); locations inside it are binned, others take the exact slow path.
+        cell: side of the square binning cells in pixels.
+
+    Returns:
+        int64 [n] with values in [0, K): ``argmin_k norm(centers[k] - p)``, lowest k on ties.
+    """
+    if centers.dim() != 2 or centers.shape[1] != 2 or centers.shape[0] == 0:
+        raise ValueError(f"centers must be [K, 2] with K >= 1, got {tuple(centers.shape)}")
+    if points.dim() != 2 or points.shape[1] != 2 or not points.is_floating_point():
+        raise ValueError(f"points must be a float [n, 2] tensor, got {tuple(points.shape)}")
+    device = points.device
+    num_points, num_centers = points.shape[0], centers.shape[0]
+    centers_f = centers.to(points.dtype)
+    if num_centers == 1 or num_points == 0:
+        return torch.zeros(num_points, dtype=torch.long, device=device)
+
+    height, width = image_size
+    grid_h, grid_w = (height + cell - 1) // cell, (width + cell - 1) // cell
+    py, px = points[:, 0], points[:, 1]
+    # NaN compares False, so non-finite points are "outside".
+    inside = (py >= 0) & (py < grid_h * cell) & (px >= 0) & (px < grid_w * cell)
+    result = torch.empty(num_points, dtype=torch.long, device=device)
+
+    outside_idx = torch.nonzero(~inside).squeeze(1)
+    if outside_idx.numel():
+        result[outside_idx] = _brute_force(centers_f, points[outside_idx])
+    inside_idx = torch.nonzero(inside).squeeze(1)
+    if inside_idx.numel() == 0:
+        return result
+
+    p_in = points[inside_idx]
+    cell_id = (
+        torch.floor(p_in[:, 0] / cell).long().clamp_(0, grid_h - 1) * grid_w
+        + torch.floor(p_in[:, 1] / cell).long().clamp_(0, grid_w - 1)
+    )
+    occupied = torch.nonzero(torch.bincount(cell_id, minlength=grid_h * grid_w)).squeeze(1)
+    local = torch.full((grid_h * grid_w,), -1, dtype=torch.long, device=device)
+    local[occupied] = torch.arange(occupied.numel(), device=device)
+    tol = 32.0 * torch.finfo(points.dtype).eps
+    cand = _candidates(
+        centers_f, occupied // grid_w, occupied % grid_w, cell, tol
+    )  # [G, K]
+    count = cand.sum(dim=1)
+    # Candidate indices of each cell in increasing order (True first, stable).
+    order = torch.argsort((~cand).to(torch.uint8), dim=1, stable=True)
+
+    pix_cell = local[cell_id]
+    pix_count = count[pix_cell]
+    single = pix_count == 1
+    result[inside_idx[single]] = order[pix_cell[single], 0]
+
+    multi = torch.nonzero(~single).squeeze(1)
+    if multi.numel() == 0:
+        return result
+    # Buckets of similar candidate counts (2, 3-4, 5-8, ...) keep padding below 2x.
+    bucket = torch.ceil(torch.log2(pix_count[multi].to(torch.float64))).long()
+    for b in torch.unique(bucket).tolist():
+        sel = multi[bucket == b]
+        width_b = int(pix_count[sel].max())
+        cells_b = pix_cell[sel]
+        chunk = max(1, _CHUNK_ELEMENTS // width_b)
+        slots = torch.arange(width_b, device=device)
+        for start in range(0, sel.numel(), chunk):
+            s = sel[start : start + chunk]
+            cl = cells_b[start : start + chunk]
+            idx = order[cl, :width_b]  # [m, M]
+            distance = torch.linalg.vector_norm(
+                centers_f[idx] - p_in[s][:, None, :], dim=-1
+            )
+            distance.masked_fill_(slots[None, :] >= count[cl][:, None], float("inf"))
+            best = torch.argmin(distance, dim=1, keepdim=True)
+            result[inside_idx[s]] = torch.gather(idx, 1, best).squeeze(1)
+    return result

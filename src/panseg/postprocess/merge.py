@@ -1,0 +1,143 @@
+"""Merge a semantic map and class-agnostic instance ids into a panoptic map.
+
+Reference behaviour (detectron2 ``merge_semantic_and_instance``; see ``docs/postprocess.md``):
+
+* every pixel starts as ``void_label``;
+* instance ids are visited in increasing order; an instance's *thing pixels* are its pixels with
+  ``instance > 0`` and ``thing_seg > 0``; an instance with none is skipped; its class is the most
+  frequent semantic label over its thing pixels (ties: the smallest label, as ``torch.mode`` on
+  CPU); a per-class counter numbers instances 1, 2, ... in that visiting order and the pixels get
+  ``class * label_divisor + number``;
+* every semantic label that is not in ``thing_ids`` and whose pixels with ``instance == 0`` number
+  at least ``stuff_area`` paints those pixels ``class * label_divisor``; everything else stays void.
+
+The fast path works on the foreground pixels only (``instance != 0`` implies ``thing_seg != 0``)
+and replaces the per-instance and per-class full-image passes with one bincount over
+(instance, class) pairs, one bincount of the semantic map and one lookup table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+__all__ = ["merge_semantic_and_instance", "number_instances"]
+
+# Above this many bins a sort-based count is used instead of bincount.
+_MAX_BINS = 1 << 24
+
+
+def _codes(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sorted table [U], code [n] in [0, U)) with ``table[code] == values``.
+
+    For integers spanning a small range the table is that whole range (values absent from the
+    input are included); otherwise it holds the distinct values.
+    """
+    if values.numel() and not values.is_floating_point():
+        lo, hi = (int(v) for v in torch.aminmax(values))
+        if hi - lo + 1 <= max(1 << 16, 4 * values.numel()):
+            table = torch.arange(lo, hi + 1, dtype=values.dtype, device=values.device)
+            return table, values - lo
+    table, code = torch.unique(values, sorted=True, return_inverse=True)
+    return table, code
+
+
+def number_instances(classes: torch.Tensor) -> torch.Tensor:
+    """Per-class running number (1, 2, ...) of items listed in order.
+
+    Args:
+        classes: int64 [U], the class of each item in visiting order.
+
+    Returns:
+        int64 [U]: ``1 + number of earlier items with the same class``.
+    """
+    if classes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=classes.device)
+    order = torch.argsort(classes, stable=True)
+    sorted_classes = classes[order]
+    positions = torch.arange(classes.numel(), device=classes.device)
+    starts = torch.ones_like(sorted_classes, dtype=torch.bool)
+    starts[1:] = sorted_classes[1:] != sorted_classes[:-1]
+    group_start = torch.cummax(torch.where(starts, positions, 0), dim=0).values
+    numbers = torch.empty_like(classes)
+    numbers[order] = positions - group_start + 1
+    return numbers
+
+
+def _majority(codes: torch.Tensor, labels: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """Most frequent label per code, smallest label on ties. codes [n] in [0, U), labels [n]."""
+    label_values, label_code = _codes(labels)
+    num_labels = label_values.numel()
+    if num_codes * num_labels <= _MAX_BINS:
+        counts = torch.bincount(codes * num_labels + label_code, minlength=num_codes * num_labels)
+        winner = torch.argmax(counts.view(num_codes, num_labels), dim=1)  # first max
+        return label_values[winner]
+    # Many (code, label) pairs: count distinct pairs by sorting.
+    pairs, pair_counts = torch.unique(codes * num_labels + label_code, return_counts=True)
+    pair_code = torch.div(pairs, num_labels, rounding_mode="floor")
+    # Sort by (code, -count, label) and keep the first pair of each code.
+    key = torch.argsort(pairs % num_labels, stable=True)
+    key = key[torch.argsort(-pair_counts[key], stable=True)]
+    key = key[torch.argsort(pair_code[key], stable=True)]
+    first = torch.ones(key.numel(), dtype=torch.bool, device=codes.device)
+    first[1:] = pair_code[key][1:] != pair_code[key][:-1]
+    return label_values[pairs[key][first] % num_labels]
+
+
+def merge_semantic_and_instance(
+    semantic: torch.Tensor,
+    fg_index: torch.Tensor,
+    fg_instance: torch.Tensor,
+    fg_thing: torch.Tensor,
+    thing_ids: Iterable[int],
+    label_divisor: int,
+    stuff_area: int,
+    void_label: int,
+) -> torch.Tensor:
+    """Panoptic map of one image from foreground pixels' instance ids.
+
+    Args:
+        semantic: int64 [H, W] semantic labels (any integers).
+        fg_index: int64 [n] raster indices of the pixels whose instance id is non-zero, in
+            increasing order (empty when no center was found).
+        fg_instance: [n] their instance ids (integer or float; compared by value).
+        fg_thing: bool [n], ``instance > 0 and thing_seg > 0`` at those pixels.
+        thing_ids: semantic labels that are things (never painted as stuff).
+        label_divisor: panoptic id = class * label_divisor + instance number.
+        stuff_area: minimum stuff area (pixels with instance 0) to keep a stuff class.
+        void_label: value of unassigned pixels.
+
+    Returns:
+        int64 [H, W] panoptic map, equal to detectron2's ``merge_semantic_and_instance``.
+    """
+    height, width = semantic.shape
+    device = semantic.device
+    sem = semantic.reshape(-1).to(torch.long)
+    thing_set = {int(t) for t in thing_ids}
+
+    # Stuff: area of each label over pixels with instance == 0.
+    labels, code = _codes(sem)
+    area = torch.bincount(code, minlength=labels.numel())
+    if fg_index.numel():
+        area -= torch.bincount(code[fg_index], minlength=labels.numel())
+    is_thing_label = torch.isin(
+        labels, torch.tensor(sorted(thing_set), dtype=torch.long, device=device)
+    )
+    keep_stuff = (~is_thing_label) & (area >= stuff_area)
+    lut = torch.where(keep_stuff, labels * label_divisor, torch.full_like(labels, void_label))
+    panoptic = lut[code]
+    if fg_index.numel() == 0:
+        return panoptic.view(height, width)
+    panoptic[fg_index] = void_label
+
+    # Things: majority class per instance id, numbered per class in increasing id order.
+    thing_index = fg_index[fg_thing]
+    if thing_index.numel():
+        table, id_code = _codes(fg_instance[fg_thing])
+        present = torch.bincount(id_code, minlength=table.numel()) > 0
+        id_code = (torch.cumsum(present, 0) - 1)[id_code]  # rank among the present ids
+        classes = _majority(id_code, sem[thing_index], int(present.sum()))
+        values = classes * label_divisor + number_instances(classes)
+        panoptic[thing_index] = values[id_code]
+    return panoptic.view(height, width)
