@@ -92,10 +92,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         st = self.state
         if self.path.rstrip("/") == "/login":
+            body = b"<html><form>login</form></html>"
             self.send_response(200)
             self.send_header("Set-Cookie", f"PHPSESSID={SESSION}; Path=/")
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Type", "text/html; charset=UTF-8")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            self.wfile.write(body)
             return
         if self.path in st.need_login and "auth=ok" not in (self.headers.get("Cookie") or ""):
             self.send_response(302)

@@ -56,6 +56,7 @@ class RemoteInfo:
     size: int | None
     ranges: bool
     content_type: str = ""
+    final_url: str = ""
 
 
 def _request(url: str, headers: Mapping[str, str] | None, extra: Mapping[str, str] | None = None
@@ -89,10 +90,11 @@ def probe(url: str, *, headers: Mapping[str, str] | None = None, timeout: float 
                 ctype = resp.headers.get("Content-Type", "") or ""
                 if resp.status == 206:
                     total = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
-                    return RemoteInfo(int(total) if total.isdigit() else None, True, ctype)
+                    return RemoteInfo(int(total) if total.isdigit() else None, True, ctype,
+                                      resp.geturl())
                 length = resp.headers.get("Content-Length")
                 return RemoteInfo(int(length) if length and length.isdigit() else None,
-                                  False, ctype)
+                                  False, ctype, resp.geturl())
         except Exception as exc:
             attempt += 1
             if not _is_retryable(exc) or attempt > retries:
@@ -326,7 +328,9 @@ def download_file(url: str, dest: Path | str, *, size: int | None = None, md5: s
     sidecar = dest.with_name(dest.name + ".part.json")
     info = probe(url, headers=headers, timeout=timeout, retries=retries, backoff=backoff)
     if size is not None and info.size is not None and info.size != size:
-        hint = " (an HTML page: login expired or no access?)" if "html" in info.content_type else ""
+        hint = ""
+        if "html" in info.content_type or info.final_url not in ("", url):
+            hint = f" (an HTML page from {info.final_url}: login expired or no access?)"
         raise DownloadError(
             f"{dest.name}: {url} serves {info.size} bytes{hint}, the archive table says {size}"
         )
