@@ -17,6 +17,10 @@ runtime (upb, C), so the wire format is protobuf's own; no generated code, no Te
 Python values map to features as: ``bytes``/``str`` -> bytes_list, ``bool``/``int`` ->
 int64_list, ``float`` -> float_list, and lists of one of those kinds -> that list. Decoding
 returns a :class:`FeatureValues` per key: its ``kind`` and list of values.
+
+Serialization is deterministic (map keys sorted), so the same features give the same bytes in
+every process; TensorFlow's own writers leave the map order to the protobuf runtime, so
+compare parsed features, not bytes, against them.
 """
 
 from __future__ import annotations
@@ -131,7 +135,7 @@ def encode_example(features: Mapping[str, FeatureValue]) -> bytes:
             feature.int64_list.value.extend(values)
         else:
             feature.float_list.value.extend(values)
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def decode_example(data: bytes) -> dict[str, FeatureValues]:
