@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cocotree import seg, write_coco
 from panseg.cli.main import main
 from panseg.convert import ConversionFailed, convert
 from panseg.datasets.coco import CocoPanopticSource, coco_panoptic_info
@@ -16,8 +17,6 @@ from panseg.records.example import decode_example
 from panseg.records.manifest import load_manifest
 from panseg.records.tfrecord import read_file_records
 from panseg.records.writer import ShardConflict, shard_layout
-
-from cocotree import seg, write_coco
 
 PERSON, CAR, SKY = 1, 3, 187
 
