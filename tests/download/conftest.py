@@ -13,6 +13,7 @@ import json
 import random
 import threading
 import time
+import types
 import urllib.parse
 import zipfile
 from collections import Counter
@@ -223,3 +224,12 @@ def table_for(real: dict[str, Archive], blobs: dict[str, bytes]) -> dict[str, Ar
 
 def url_path(archive: Archive) -> str:
     return "/" + archive.url_path
+
+
+@pytest.fixture
+def dl():
+    """The helpers above for test modules (conftest is not importable in importlib mode)."""
+    return types.SimpleNamespace(
+        USER=USER, PASSWORD=PASSWORD, random_bytes=random_bytes, make_zip=make_zip,
+        coco_like=coco_like, table_for=table_for, url_path=url_path,
+    )

@@ -8,24 +8,23 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PASSWORD, USER, coco_like, make_zip, random_bytes, table_for, url_path
 
 from panseg.cli.main import main
 from panseg.download import archives as tables
 from panseg.download.fetch import STATE_FILE, fetch_archives
-from panseg.download.http import ChecksumError
+from panseg.download.http import ChecksumError, DownloadError
 
 FAST = ["--chunk-mb", "0.016", "--connections", "3", "--quiet"]
 
 
 @pytest.fixture
-def coco_server(server, monkeypatch):
+def coco_server(server, monkeypatch, dl):
     """The local server holding tiny COCO archives; the CLI's table has their facts."""
     base, state = server
-    blobs = coco_like()
-    table = table_for(tables.COCO_ARCHIVES, blobs)
+    blobs = dl.coco_like()
+    table = dl.table_for(tables.COCO_ARCHIVES, blobs)
     for a in table.values():
-        state.files[url_path(a)] = blobs[a.name]
+        state.files[dl.url_path(a)] = blobs[a.name]
     monkeypatch.setattr(tables, "COCO_ARCHIVES", table)
     return base, state, table
 
@@ -35,7 +34,7 @@ def _files(root):
                   if p.is_file() and p.name != STATE_FILE)
 
 
-def test_download_coco_builds_the_converters_tree(coco_server, tmp_path, capsys):
+def test_download_coco_builds_the_converters_tree(coco_server, tmp_path, capsys, dl):
     base, state, _ = coco_server
     root = tmp_path / "coco"
     assert main(["download", "coco", "--out", str(root), "--mirror", base, *FAST]) == 0
@@ -55,7 +54,7 @@ def test_download_coco_builds_the_converters_tree(coco_server, tmp_path, capsys)
         "val2017/000000000139.jpg",
         "val2017/000000000285.jpg",
     ]
-    assert (root / "train2017/000000000025.jpg").read_bytes() == random_bytes(40000, 25)
+    assert (root / "train2017/000000000025.jpg").read_bytes() == dl.random_bytes(40000, 25)
     assert list((root / "archives").iterdir()) == []  # archives deleted after extraction
     err = capsys.readouterr().err
     assert "plan: 4 archive(s)" in err and "train2017.zip: extracted train2017" in err
@@ -80,9 +79,9 @@ def test_parts_and_keep_archives(coco_server, tmp_path):
     assert state_file["extracted"]["val2017.zip"]["md5"] == table["val2017.zip"].md5
 
 
-def test_corrupt_archive_is_never_extracted(coco_server, tmp_path, capsys):
+def test_corrupt_archive_is_never_extracted(coco_server, tmp_path, capsys, dl):
     base, state, table = coco_server
-    path = url_path(table["val2017.zip"])
+    path = dl.url_path(table["val2017.zip"])
     bad = bytearray(state.files[path])
     bad[-200] ^= 1
     state.files[path] = bytes(bad)
@@ -115,31 +114,31 @@ def test_finished_archive_from_an_earlier_no_extract_run_is_reused(coco_server, 
 
 
 @pytest.fixture
-def cityscapes_server(server, monkeypatch):
+def cityscapes_server(server, monkeypatch, dl):
     base, state = server
     blobs = {
-        "gtFine_trainvaltest.zip": make_zip({
+        "gtFine_trainvaltest.zip": dl.make_zip({
             **{f"gtFine/{s}/aachen/aachen_000000_000019_gtFine_labelIds.png":
-               random_bytes(2000, i) for i, s in enumerate(("train", "val", "test"))},
+               dl.random_bytes(2000, i) for i, s in enumerate(("train", "val", "test"))},
             "README": b"readme", "license.txt": b"license"}),
-        "leftImg8bit_trainvaltest.zip": make_zip({
+        "leftImg8bit_trainvaltest.zip": dl.make_zip({
             **{f"leftImg8bit/{s}/aachen/aachen_000000_000019_leftImg8bit.png":
-               random_bytes(9000, 10 + i) for i, s in enumerate(("train", "val", "test"))},
+               dl.random_bytes(9000, 10 + i) for i, s in enumerate(("train", "val", "test"))},
             "README": b"readme", "license.txt": b"license"}),
     }
-    table = table_for(tables.CITYSCAPES_ARCHIVES, blobs)
+    table = dl.table_for(tables.CITYSCAPES_ARCHIVES, blobs)
     for a in table.values():
-        state.files[url_path(a)] = blobs[a.name]
-        state.need_login.add(url_path(a))
+        state.files[dl.url_path(a)] = blobs[a.name]
+        state.need_login.add(dl.url_path(a))
     monkeypatch.setattr(tables, "CITYSCAPES_ARCHIVES", table)
     return base, state, table
 
 
 def test_download_cityscapes_logs_in_with_environment_credentials(cityscapes_server, tmp_path,
-                                                                  monkeypatch):
+                                                                  monkeypatch, dl):
     base, state, _ = cityscapes_server
-    monkeypatch.setenv("CITYSCAPES_USERNAME", USER)
-    monkeypatch.setenv("CITYSCAPES_PASSWORD", PASSWORD)
+    monkeypatch.setenv("CITYSCAPES_USERNAME", dl.USER)
+    monkeypatch.setenv("CITYSCAPES_PASSWORD", dl.PASSWORD)
     root = tmp_path / "cs"
     assert main(["download", "cityscapes", "--out", str(root), "--mirror", base, *FAST]) == 0
     assert _files(root) == [
@@ -156,10 +155,10 @@ def test_download_cityscapes_logs_in_with_environment_credentials(cityscapes_ser
 
 
 def test_cityscapes_wrong_password_and_missing_credentials(cityscapes_server, tmp_path, capsys,
-                                                           monkeypatch):
+                                                           monkeypatch, dl):
     base, state, _ = cityscapes_server
     assert main(["download", "cityscapes", "--out", str(tmp_path), "--mirror", base,
-                 "--username", USER, "--password", "wrong", *FAST]) == 2
+                 "--username", dl.USER, "--password", "wrong", *FAST]) == 2
     assert "Cityscapes login as 'alice' failed (HTTP 200" in capsys.readouterr().err
     monkeypatch.delenv("CITYSCAPES_USERNAME", raising=False)
     monkeypatch.delenv("CITYSCAPES_PASSWORD", raising=False)
@@ -171,16 +170,17 @@ def test_cityscapes_wrong_password_and_missing_credentials(cityscapes_server, tm
 def test_expired_session_gets_a_login_hint_not_an_html_archive(cityscapes_server, tmp_path):
     base, state, table = cityscapes_server
     a = table["gtFine_trainvaltest.zip"]
-    with pytest.raises(Exception, match=r"serves 31 bytes \(an HTML page from .*/login: login expired"):
+    with pytest.raises(DownloadError,
+                       match=r"serves 31 bytes \(an HTML page from .*/login: login expired"):
         fetch_archives([a], tmp_path, base_url=base, headers={"Cookie": "PHPSESSID=x"},
                        progress=False, backoff=0, log=lambda m: None)
     assert not (tmp_path / "gtFine").exists()
 
 
-def test_fetch_library_call_md5_error_type(coco_server, tmp_path):
+def test_fetch_library_call_md5_error_type(coco_server, tmp_path, dl):
     base, state, table = coco_server
     a = table["val2017.zip"]
-    state.files[url_path(a)] = b"x" * a.size
+    state.files[dl.url_path(a)] = b"x" * a.size
     with pytest.raises(ChecksumError, match="val2017.zip"):
         fetch_archives([a], tmp_path, base_url=base, progress=False, backoff=0,
                        log=lambda m: None)

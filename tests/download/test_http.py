@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import random_bytes
 
 from panseg.download.http import ChecksumError, DownloadError, download_file, probe
 
 KB = 1024
-DATA = random_bytes(300 * KB + 123, seed=7)  # 10 chunks of 32 KiB, the last one short
+DATA = random.Random(7).randbytes(300 * KB + 123)  # 10 chunks of 32 KiB, the last one short
 MD5 = hashlib.md5(DATA).hexdigest()
 FAST = {"chunk_size": 32 * KB, "backoff": 0.0, "timeout": 5.0, "progress": False}
 
@@ -76,7 +76,7 @@ def test_dropped_stream_without_ranges_restarts_and_completes(server, tmp_path):
     base, state = server
     _serve(state)
     state.ranges = False
-    state.drops["/f.zip"] = 2  # the first cut hits the (200, closed early) probe, the 2nd the stream
+    state.drops["/f.zip"] = 2  # cuts the (200, closed early) probe, then the stream
     out = download_file(base + "/f.zip", tmp_path / "f.zip", size=len(DATA), md5=MD5, **FAST)
     assert out.read_bytes() == DATA
 

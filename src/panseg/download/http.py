@@ -181,7 +181,10 @@ class _Shared:
 
 
 def _fetch_range(sh: _Shared, f, start: int, end: int) -> bool:
-    """Write bytes ``[start, end)`` at their offset; False if stopped. Retries from the last byte."""
+    """Write bytes ``[start, end)`` at their offset, retrying from the last byte received.
+
+    Returns False when another worker asked everyone to stop.
+    """
     pos, attempt = start, 0
     while pos < end:
         if sh.stop.is_set():
@@ -248,6 +251,8 @@ def _download_ranges(url: str, part: Path, sidecar: Path, size: int, *, bar: tqd
     if not done:
         with open(part, "wb") as f:
             f.truncate(size)
+    # small files are still spread over all connections (chunks of at least 1 MiB)
+    chunk_size = max(1, min(chunk_size, max(-(-size // connections), 1 << 20)))
     pending = [(s, min(s + chunk_size, size)) for s in range(0, size, chunk_size)]
     pending = [(s, e) for s, e in pending if not _covered(done, s, e)]
     bar.update(size - sum(e - s for s, e in pending))
