@@ -35,9 +35,7 @@ __all__ = ["assign_to_centers", "predicted_locations"]
 _CHUNK_ELEMENTS = 1 << 21
 
 
-def predicted_locations(
-    flat_index: torch.Tensor, offsets: torch.Tensor
-) -> torch.Tensor:
+def predicted_locations(flat_index: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Predicted center locations ``(y + dy, x + dx)`` of selected pixels.
 
     Args:
@@ -51,10 +49,14 @@ def predicted_locations(
     _, height, width = offsets.shape
     ys = torch.div(flat_index, width, rounding_mode="floor")
     xs = flat_index - ys * width
-    ycoord = torch.arange(height, dtype=offsets.dtype, device=offsets.device)[ys]
-    xcoord = torch.arange(width, dtype=offsets.dtype, device=offsets.device)[xs]
-    flat = offsets.reshape(2, -1)
-    return torch.stack((ycoord + flat[0, flat_index], xcoord + flat[1, flat_index]), dim=1)
+    if offsets.dtype in (torch.float32, torch.float64) and max(height, width) <= 1 << 24:
+        # Integers below 2^24 convert exactly, as arange(H, dtype=float) holds them.
+        ycoord, xcoord = ys.to(offsets.dtype), xs.to(offsets.dtype)
+    else:
+        ycoord = torch.arange(height, dtype=offsets.dtype, device=offsets.device)[ys]
+        xcoord = torch.arange(width, dtype=offsets.dtype, device=offsets.device)[xs]
+    picked = offsets.reshape(2, -1)[:, flat_index]
+    return torch.stack((ycoord.add_(picked[0]), xcoord.add_(picked[1])), dim=1)
 
 
 def _brute_force(centers_f: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
@@ -124,53 +126,52 @@ def assign_to_centers(
     inside = (py >= 0) & (py < grid_h * cell) & (px >= 0) & (px < grid_w * cell)
     result = torch.empty(num_points, dtype=torch.long, device=device)
 
-    outside_idx = torch.nonzero(~inside).squeeze(1)
-    if outside_idx.numel():
+    if bool(inside.all()):
+        inside_idx = None
+        p_in = points
+    else:
+        outside_idx = torch.nonzero(~inside).squeeze(1)
         result[outside_idx] = _brute_force(centers_f, points[outside_idx])
-    inside_idx = torch.nonzero(inside).squeeze(1)
-    if inside_idx.numel() == 0:
-        return result
+        inside_idx = torch.nonzero(inside).squeeze(1)
+        if inside_idx.numel() == 0:
+            return result
+        p_in = points[inside_idx]
 
-    p_in = points[inside_idx]
-    cell_id = (
-        torch.floor(p_in[:, 0] / cell).long().clamp_(0, grid_h - 1) * grid_w
-        + torch.floor(p_in[:, 1] / cell).long().clamp_(0, grid_w - 1)
-    )
+    # Locations are >= 0 here, so truncation toward zero is the floor.
+    cell_id = torch.div(p_in[:, 0].long(), cell, rounding_mode="floor") * grid_w
+    cell_id += torch.div(p_in[:, 1].long(), cell, rounding_mode="floor")
     occupied = torch.nonzero(torch.bincount(cell_id, minlength=grid_h * grid_w)).squeeze(1)
     local = torch.full((grid_h * grid_w,), -1, dtype=torch.long, device=device)
     local[occupied] = torch.arange(occupied.numel(), device=device)
     tol = 32.0 * torch.finfo(points.dtype).eps
-    cand = _candidates(
-        centers_f, occupied // grid_w, occupied % grid_w, cell, tol
-    )  # [G, K]
+    cand = _candidates(centers_f, occupied // grid_w, occupied % grid_w, cell, tol)  # [G, K]
     count = cand.sum(dim=1)
     # Candidate indices of each cell in increasing order (True first, stable).
     order = torch.argsort((~cand).to(torch.uint8), dim=1, stable=True)
 
     pix_cell = local[cell_id]
+    # Every pixel takes its cell's first candidate; pixels of multi-candidate cells are redone.
+    assigned = order[:, 0][pix_cell]
     pix_count = count[pix_cell]
-    single = pix_count == 1
-    result[inside_idx[single]] = order[pix_cell[single], 0]
-
-    multi = torch.nonzero(~single).squeeze(1)
-    if multi.numel() == 0:
-        return result
-    # Buckets of similar candidate counts (2, 3-4, 5-8, ...) keep padding below 2x.
-    bucket = torch.ceil(torch.log2(pix_count[multi].to(torch.float64))).long()
-    for b in torch.unique(bucket).tolist():
-        sel = multi[bucket == b]
-        width_b = int(pix_count[sel].max())
-        cells_b = pix_cell[sel]
-        chunk = max(1, _CHUNK_ELEMENTS // width_b)
-        slots = torch.arange(width_b, device=device)
-        for start in range(0, sel.numel(), chunk):
-            s = sel[start : start + chunk]
-            cl = cells_b[start : start + chunk]
-            idx = order[cl, :width_b]  # [m, M]
-            distance = torch.linalg.vector_norm(
-                centers_f[idx] - p_in[s][:, None, :], dim=-1
-            )
-            distance.masked_fill_(slots[None, :] >= count[cl][:, None], float("inf"))
-            best = torch.argmin(distance, dim=1, keepdim=True)
-            result[inside_idx[s]] = torch.gather(idx, 1, best).squeeze(1)
+    multi = torch.nonzero(pix_count > 1).squeeze(1)
+    if multi.numel():
+        # Buckets of similar candidate counts (2, 3-4, 5-8, ...) keep padding below 2x.
+        bucket = torch.ceil(torch.log2(pix_count[multi].to(torch.float64))).long()
+        slots = None
+        for b in torch.unique(bucket).tolist():
+            sel = multi[bucket == b]
+            width_b = int(pix_count[sel].max())
+            slots = torch.arange(width_b, device=device)
+            chunk = max(1, _CHUNK_ELEMENTS // width_b)
+            for start in range(0, sel.numel(), chunk):
+                s = sel[start : start + chunk]
+                cl = pix_cell[s]
+                idx = order[cl, :width_b]  # [m, M]
+                distance = torch.linalg.vector_norm(centers_f[idx] - p_in[s][:, None, :], dim=-1)
+                distance.masked_fill_(slots[None, :] >= count[cl][:, None], float("inf"))
+                best = torch.argmin(distance, dim=1, keepdim=True)
+                assigned[s] = torch.gather(idx, 1, best).squeeze(1)
+    if inside_idx is None:
+        return assigned
+    result[inside_idx] = assigned
     return result

@@ -22,7 +22,13 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["merge_semantic_and_instance", "number_instances"]
+__all__ = [
+    "merge_codes",
+    "merge_semantic_and_instance",
+    "number_instances",
+    "semantic_codes",
+    "thing_lookup",
+]
 
 # Above this many bins a sort-based count is used instead of bincount.
 _MAX_BINS = 1 << 24
@@ -66,7 +72,11 @@ def number_instances(classes: torch.Tensor) -> torch.Tensor:
 
 
 def _majority(codes: torch.Tensor, labels: torch.Tensor, num_codes: int) -> torch.Tensor:
-    """Most frequent label per code, smallest label on ties. codes [n] in [0, U), labels [n]."""
+    """Most frequent label per code, smallest label on ties.
+
+    codes: int64 [n] in [0, num_codes); labels: int64 [n]. Returns [num_codes] (codes without
+    pixels get an arbitrary label).
+    """
     label_values, label_code = _codes(labels)
     num_labels = label_values.numel()
     if num_codes * num_labels <= _MAX_BINS:
@@ -82,14 +92,77 @@ def _majority(codes: torch.Tensor, labels: torch.Tensor, num_codes: int) -> torc
     key = key[torch.argsort(pair_code[key], stable=True)]
     first = torch.ones(key.numel(), dtype=torch.bool, device=codes.device)
     first[1:] = pair_code[key][1:] != pair_code[key][:-1]
-    return label_values[pairs[key][first] % num_labels]
+    winners = torch.zeros(num_codes, dtype=label_values.dtype, device=codes.device)
+    winners[pair_code[key][first]] = label_values[pairs[key][first] % num_labels]
+    return winners
+
+
+def semantic_codes(semantic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(table [U], code [H*W]) of an integer [H, W] semantic map, ``table[code] == labels``.
+
+    ``table`` is sorted; it may list labels that do not occur.
+    """
+    flat = semantic.reshape(-1).to(torch.long)
+    if flat.numel():
+        lo, hi = (int(v) for v in torch.aminmax(flat))
+        if hi - lo + 1 <= max(1 << 16, 4 * flat.numel()):
+            table = torch.arange(lo, hi + 1, dtype=torch.long, device=flat.device)
+            return table, flat if lo == 0 else flat - lo
+    return _codes(flat)
+
+
+def merge_codes(
+    table: torch.Tensor,
+    code: torch.Tensor,
+    fg_index: torch.Tensor,
+    fg_instance: torch.Tensor,
+    fg_thing: torch.Tensor | None,
+    thing_table: torch.Tensor,
+    label_divisor: int,
+    stuff_area: int,
+    void_label: int,
+) -> torch.Tensor:
+    """:func:`merge_semantic_and_instance` on coded labels (see :func:`semantic_codes`).
+
+    ``thing_table`` is bool [U]: whether ``table[u]`` is a thing. Returns int64 [H*W].
+    """
+    # Stuff: area of each label over pixels with instance == 0.
+    area = torch.bincount(code, minlength=table.numel())
+    if fg_index.numel():
+        area -= torch.bincount(code[fg_index], minlength=table.numel())
+    keep_stuff = (~thing_table) & (area >= stuff_area)
+    lut = torch.where(keep_stuff, table * label_divisor, torch.full_like(table, void_label))
+    panoptic = lut.index_select(0, code)
+    if fg_index.numel() == 0:
+        return panoptic
+    panoptic[fg_index] = void_label
+
+    # Things: majority class per instance id, numbered per class in increasing id order.
+    if fg_thing is None:
+        thing_index, thing_instance = fg_index, fg_instance
+    else:
+        thing_index, thing_instance = fg_index[fg_thing], fg_instance[fg_thing]
+    if thing_index.numel():
+        ids, id_code = _codes(thing_instance)
+        present = torch.nonzero(torch.bincount(id_code, minlength=ids.numel())).squeeze(1)
+        classes = _majority(id_code, table[code[thing_index]], ids.numel())[present]
+        values = torch.zeros_like(ids, dtype=torch.long)
+        values[present] = classes * label_divisor + number_instances(classes)
+        panoptic[thing_index] = values[id_code]
+    return panoptic
+
+
+def thing_lookup(table: torch.Tensor, thing_ids: Iterable[int]) -> torch.Tensor:
+    """bool [U]: which labels of ``table`` are in ``thing_ids``."""
+    things = torch.tensor(sorted({int(t) for t in thing_ids}), dtype=torch.long)
+    return torch.isin(table, things.to(table.device))
 
 
 def merge_semantic_and_instance(
     semantic: torch.Tensor,
     fg_index: torch.Tensor,
     fg_instance: torch.Tensor,
-    fg_thing: torch.Tensor,
+    fg_thing: torch.Tensor | None,
     thing_ids: Iterable[int],
     label_divisor: int,
     stuff_area: int,
@@ -98,11 +171,12 @@ def merge_semantic_and_instance(
     """Panoptic map of one image from foreground pixels' instance ids.
 
     Args:
-        semantic: int64 [H, W] semantic labels (any integers).
+        semantic: integer [H, W] semantic labels (any integers).
         fg_index: int64 [n] raster indices of the pixels whose instance id is non-zero, in
             increasing order (empty when no center was found).
         fg_instance: [n] their instance ids (integer or float; compared by value).
-        fg_thing: bool [n], ``instance > 0 and thing_seg > 0`` at those pixels.
+        fg_thing: bool [n], ``instance > 0 and thing_seg > 0`` at those pixels, or None when
+            that holds for all of them.
         thing_ids: semantic labels that are things (never painted as stuff).
         label_divisor: panoptic id = class * label_divisor + instance number.
         stuff_area: minimum stuff area (pixels with instance 0) to keep a stuff class.
@@ -112,32 +186,16 @@ def merge_semantic_and_instance(
         int64 [H, W] panoptic map, equal to detectron2's ``merge_semantic_and_instance``.
     """
     height, width = semantic.shape
-    device = semantic.device
-    sem = semantic.reshape(-1).to(torch.long)
-    thing_set = {int(t) for t in thing_ids}
-
-    # Stuff: area of each label over pixels with instance == 0.
-    labels, code = _codes(sem)
-    area = torch.bincount(code, minlength=labels.numel())
-    if fg_index.numel():
-        area -= torch.bincount(code[fg_index], minlength=labels.numel())
-    is_thing_label = torch.isin(
-        labels, torch.tensor(sorted(thing_set), dtype=torch.long, device=device)
+    table, code = semantic_codes(semantic)
+    panoptic = merge_codes(
+        table,
+        code,
+        fg_index,
+        fg_instance,
+        fg_thing,
+        thing_lookup(table, thing_ids),
+        label_divisor,
+        stuff_area,
+        void_label,
     )
-    keep_stuff = (~is_thing_label) & (area >= stuff_area)
-    lut = torch.where(keep_stuff, labels * label_divisor, torch.full_like(labels, void_label))
-    panoptic = lut[code]
-    if fg_index.numel() == 0:
-        return panoptic.view(height, width)
-    panoptic[fg_index] = void_label
-
-    # Things: majority class per instance id, numbered per class in increasing id order.
-    thing_index = fg_index[fg_thing]
-    if thing_index.numel():
-        table, id_code = _codes(fg_instance[fg_thing])
-        present = torch.bincount(id_code, minlength=table.numel()) > 0
-        id_code = (torch.cumsum(present, 0) - 1)[id_code]  # rank among the present ids
-        classes = _majority(id_code, sem[thing_index], int(present.sum()))
-        values = classes * label_divisor + number_instances(classes)
-        panoptic[thing_index] = values[id_code]
     return panoptic.view(height, width)

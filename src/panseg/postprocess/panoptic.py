@@ -16,7 +16,7 @@ import torch
 
 from panseg.postprocess.centers import find_instance_centers
 from panseg.postprocess.grouping import assign_to_centers, predicted_locations
-from panseg.postprocess.merge import merge_semantic_and_instance
+from panseg.postprocess.merge import merge_codes, semantic_codes, thing_lookup
 from panseg.postprocess.scores import InstanceScores, instance_scores
 
 __all__ = ["PanopticOutput", "get_panoptic_segmentation", "panoptic_batch"]
@@ -90,28 +90,40 @@ def get_panoptic_segmentation(
     centers = find_instance_centers(
         center_heatmap, threshold=threshold, nms_kernel=nms_kernel, top_k=top_k
     )
+    table, code = semantic_codes(sem)
+    thing_table = thing_lookup(table, things)
     if foreground_mask is None:
-        thing_table = torch.tensor(things, dtype=torch.long, device=device)
-        thing_seg = torch.isin(sem, thing_table).reshape(-1)
+        thing_seg = thing_table.index_select(0, code)
     else:
         thing_seg = foreground_mask[0].reshape(-1)
 
     if centers.shape[0] == 0:
         fg_index = torch.zeros(0, dtype=torch.long, device=device)
-        fg_instance = fg_index
-        fg_thing = torch.zeros(0, dtype=torch.bool, device=device)
+        fg_instance, fg_thing = fg_index, None
     else:
         # instance = thing_seg * (1 + nearest center) is non-zero exactly where thing_seg is.
-        fg_index = torch.nonzero(thing_seg != 0).squeeze(1)
+        fg_index = torch.nonzero(thing_seg if thing_seg.dtype == torch.bool else thing_seg != 0)
+        fg_index = fg_index.squeeze(1)
         points = predicted_locations(fg_index, offsets)
         group = assign_to_centers(centers, points, (height, width)) + 1
-        fg_seg = thing_seg[fg_index]
-        fg_instance = group if fg_seg.dtype == torch.bool else fg_seg * group
-        fg_thing = (fg_instance > 0) & (fg_seg > 0)
+        if thing_seg.dtype == torch.bool:
+            fg_instance, fg_thing = group, None  # every foreground pixel is a thing pixel
+        else:
+            fg_seg = thing_seg[fg_index]
+            fg_instance = fg_seg * group
+            fg_thing = (fg_instance > 0) & (fg_seg > 0)
 
-    panoptic = merge_semantic_and_instance(
-        sem, fg_index, fg_instance, fg_thing, things, label_divisor, stuff_area, void_label
-    )
+    panoptic = merge_codes(
+        table,
+        code,
+        fg_index,
+        fg_instance,
+        fg_thing,
+        thing_table,
+        label_divisor,
+        stuff_area,
+        void_label,
+    ).view(height, width)
     return panoptic[None], centers[None]
 
 

@@ -40,9 +40,7 @@ def reference_centers(
     if top_k is not None and top_k <= len(values):
         bound = max(values[top_k - 1], 0.0)
     height, width = scores.shape
-    found = [
-        (y, x) for y in range(height) for x in range(width) if float(scores[y, x]) > bound
-    ]
+    found = [(y, x) for y in range(height) for x in range(width) if float(scores[y, x]) > bound]
     return torch.tensor(found, dtype=torch.long).reshape(-1, 2)
 
 
