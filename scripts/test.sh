@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q -c .ci/constraints.txt -e '.[test,torch]'
+# evaluation oracle: cityscapesScripts' evaluators (its own deps are GUI/plotting tools)
+python3 -m pip install -q --no-deps cityscapesscripts==2.3.0 pyquaternion
 PANSEG_TF_PYTHON="$(bash scripts/setup_tf_venv.sh)"
 export PANSEG_TF_PYTHON
 python3 -m ruff check src tests benchmarks scripts

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "synth",
     "inspect",
     "download",
+    "evaluate",
 )
 
 
