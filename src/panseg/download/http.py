@@ -175,7 +175,7 @@ class _Shared:
     bar: tqdm
     pending: list[tuple[int, int]]
     done: list[list[int]]
-    lock: threading.Lock
+    lock: threading.Condition  # guards pending/done; notified when a chunk completes
     stop: threading.Event
     error: BaseException | None = None
 
@@ -237,16 +237,48 @@ def _worker(sh: _Shared) -> None:
                 with sh.lock:
                     sh.done[:] = _merge([(s, e) for s, e in sh.done] + [(start, end)])
                     _save_sidecar(sh.sidecar, sh.url, sh.size, sh.done)
+                    sh.lock.notify_all()
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread
         with sh.lock:
             if sh.error is None:
                 sh.error = exc
-        sh.stop.set()
+            sh.stop.set()
+            sh.lock.notify_all()
+
+
+def _hasher(sh: _Shared, result: list[str]) -> None:
+    """md5 of the file, following the completed prefix ``[0, done[0][1])`` as it grows.
+
+    Chunks are handed out in ascending order, so the prefix grows steadily and the bytes are
+    read back while still in the page cache; the digest is ready moments after the last chunk.
+    """
+    digest, pos = hashlib.md5(), 0
+    # unbuffered: a buffered reader could keep read-ahead bytes from before a chunk was written
+    with open(sh.part, "rb", buffering=0) as f:
+        while pos < sh.size:
+            with sh.lock:
+                while not sh.stop.is_set():
+                    limit = sh.done[0][1] if sh.done and sh.done[0][0] == 0 else 0
+                    if limit > pos:
+                        break
+                    sh.lock.wait(0.5)
+                else:
+                    return
+            f.seek(pos)
+            while pos < limit:
+                block = f.read(min(1 << 22, limit - pos))
+                if not block:
+                    return
+                digest.update(block)
+                pos += len(block)
+    result.append(digest.hexdigest())
 
 
 def _download_ranges(url: str, part: Path, sidecar: Path, size: int, *, bar: tqdm,
                      headers: Mapping[str, str] | None, connections: int, chunk_size: int,
-                     retries: int, backoff: float, timeout: float) -> None:
+                     retries: int, backoff: float, timeout: float, want_md5: bool
+                     ) -> str | None:
+    """Fetch the missing chunks; returns the md5 (computed alongside) when ``want_md5``."""
     done = _load_sidecar(sidecar, part, size)
     if not done:
         with open(part, "wb") as f:
@@ -258,9 +290,12 @@ def _download_ranges(url: str, part: Path, sidecar: Path, size: int, *, bar: tqd
     bar.update(size - sum(e - s for s, e in pending))
     _save_sidecar(sidecar, url, size, done)
     sh = _Shared(url, part, sidecar, size, headers, timeout, retries, backoff, bar, pending,
-                 done, threading.Lock(), threading.Event())
+                 done, threading.Condition(), threading.Event())
     threads = [threading.Thread(target=_worker, args=(sh,), daemon=True)
                for _ in range(max(1, min(connections, len(pending))))]
+    md5: list[str] = []
+    if want_md5:
+        threads.append(threading.Thread(target=_hasher, args=(sh, md5), daemon=True))
     for t in threads:
         t.start()
     try:
@@ -268,7 +303,9 @@ def _download_ranges(url: str, part: Path, sidecar: Path, size: int, *, bar: tqd
             while t.is_alive():
                 t.join(0.2)
     except BaseException:
-        sh.stop.set()
+        with sh.lock:
+            sh.stop.set()
+            sh.lock.notify_all()
         for t in threads:
             t.join()
         raise
@@ -276,6 +313,7 @@ def _download_ranges(url: str, part: Path, sidecar: Path, size: int, *, bar: tqd
         if isinstance(sh.error, DownloadError):
             raise sh.error
         raise DownloadError(f"{part.name}: {_describe(sh.error)}") from sh.error
+    return md5[0] if md5 else None
 
 
 def _download_stream(url: str, part: Path, size: int | None, *, bar: tqdm,
@@ -343,10 +381,10 @@ def download_file(url: str, dest: Path | str, *, size: int | None = None, md5: s
     with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
               smoothing=0.05, dynamic_ncols=True) as bar:
         if info.ranges and total:
-            _download_ranges(url, part, sidecar, total, bar=bar, headers=headers,
-                             connections=connections, chunk_size=chunk_size, retries=retries,
-                             backoff=backoff, timeout=timeout)
-            got_md5 = None
+            got_md5 = _download_ranges(url, part, sidecar, total, bar=bar, headers=headers,
+                                       connections=connections, chunk_size=chunk_size,
+                                       retries=retries, backoff=backoff, timeout=timeout,
+                                       want_md5=md5 is not None)
         else:
             sidecar.unlink(missing_ok=True)
             got_md5 = _download_stream(url, part, total, bar=bar, headers=headers,
