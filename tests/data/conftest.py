@@ -1,0 +1,6 @@
+"""Makes the data-pipeline test helpers (``records_fixture``) importable by name."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
