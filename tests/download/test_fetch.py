@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import pytest
 
 from panseg.cli.main import main
 from panseg.download import archives as tables
+from panseg.download import fetch
 from panseg.download.fetch import STATE_FILE, fetch_archives
 from panseg.download.http import ChecksumError, DownloadError
 
@@ -58,6 +61,7 @@ def test_download_coco_builds_the_converters_tree(coco_server, tmp_path, capsys,
     assert list((root / "archives").iterdir()) == []  # archives deleted after extraction
     err = capsys.readouterr().err
     assert "plan: 4 archive(s)" in err and "train2017.zip: extracted train2017" in err
+    assert "MB/s with verification" in err and "at this rate the remaining" in err
     assert "test2017.zip" not in err  # not in the default parts
 
     # a second run finds everything extracted and downloads nothing
@@ -191,3 +195,14 @@ def test_download_cli_never_imports_torch():
     code = ("import sys, panseg.cli.download, panseg.download.fetch; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_not_enough_disk_space_stops_before_downloading(coco_server, tmp_path, monkeypatch,
+                                                        capsys):
+    base, state, _ = coco_server
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    assert main(["download", "coco", "--out", str(tmp_path), "--mirror", base, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"panseg: error: .*archives: 1000 bytes free, \d+ bytes to download", err)
+    assert state.requests == []

@@ -25,7 +25,9 @@ STATE_FILE = ".panseg-download.json"
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+    if n >= 1e8:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{int(n)} bytes"
 
 
 def _duration(seconds: float) -> str:

@@ -8,9 +8,10 @@ each finished chunk the byte ranges completed so far are written atomically to t
 killed process or a dropped connection costs at most the chunks in flight. A dropped connection
 inside a chunk is retried from the last byte received, with exponential back-off.
 
-When all bytes are there the size is checked, then the md5 (computed while writing for a single
-stream, read back afterwards with a progress bar for parallel ranges, since ranges arrive out of
-order). Only then is ``.part`` renamed to the final name. A file whose md5 differs is moved
+When all bytes are there the size is checked, then the md5: computed while writing for a single
+stream; for parallel ranges, which arrive out of order, a background thread hashes the completed
+prefix of the file as it grows (chunks are handed out in ascending order), so the digest is
+ready moments after the last byte. Only then is ``.part`` renamed to the final name. A file whose md5 differs is moved
 aside to ``<name>.corrupt`` and :class:`ChecksumError` names it; it is never extracted.
 
 Only the standard library (``urllib.request``) and tqdm are used: urllib honours the usual
