@@ -36,12 +36,10 @@ def reference_centers(
     scores = torch.where(scores == window_max, scores, torch.full_like(scores, -1.0))
     # 3. Keep scores above max(k-th largest score of the map, 0).
     bound = 0.0
-    values = sorted(scores.flatten().tolist(), reverse=True)
-    if top_k is not None and top_k <= len(values):
-        bound = max(values[top_k - 1], 0.0)
-    height, width = scores.shape
-    found = [(y, x) for y in range(height) for x in range(width) if float(scores[y, x]) > bound]
-    return torch.tensor(found, dtype=torch.long).reshape(-1, 2)
+    if top_k is not None and top_k <= scores.numel():
+        kth = float(torch.sort(scores.flatten(), descending=True).values[top_k - 1])
+        bound = max(kth, 0.0)
+    return torch.nonzero(scores > bound)  # raster order
 
 
 def reference_group(centers: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""Panoptic-DeepLab post-processing: panseg vs detectron2's own file (or panseg's spec oracle).
+
+    python benchmarks/postprocess.py --detectron2 /tmp/detectron2      # Cityscapes size
+    python benchmarks/postprocess.py --coco --detectron2 /tmp/detectron2
+    python benchmarks/postprocess.py --quick                            # smoke run, vs oracle
+
+``--detectron2`` takes a detectron2 checkout (or its post_processing.py); the file is loaded with
+importlib, so detectron2 itself need not be installed. Without it, panseg is compared with its
+slow reference implementation written from the specification. Inputs are seeded synthetic
+network outputs (panseg.postprocess.synthetic); both results are checked for bit equality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+import torch
+
+from panseg.postprocess.bench import time_postprocessing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--classes", type=int, default=19)
+    parser.add_argument("--things", type=int, default=8)
+    parser.add_argument("--centers", type=int, default=30, help="instances drawn")
+    parser.add_argument("--nms-kernel", type=int, default=7)
+    parser.add_argument("--top-k", type=int, default=200)
+    parser.add_argument("--stuff-area", type=int, default=2048)
+    parser.add_argument(
+        "--coco",
+        action="store_true",
+        help="COCO preset: 640x640, 133 classes (80 things), NMS 41, stuff 4096",
+    )
+    parser.add_argument("--repeat", type=int, default=7, help="panseg runs (median)")
+    parser.add_argument("--other-repeat", type=int, default=3, help="detectron2/oracle runs")
+    parser.add_argument("--detectron2", metavar="PATH", help="detectron2 checkout")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="256x512, few runs")
+    args = parser.parse_args(argv)
+
+    if args.coco:
+        args.height, args.width, args.classes, args.things = 640, 640, 133, 80
+        args.nms_kernel, args.stuff_area = 41, 4096
+    if args.quick:
+        args.height, args.width = args.height // 4, args.width // 4
+        args.stuff_area = max(1, args.stuff_area // 16)
+        args.repeat, args.other_repeat = 3, 1
+    if args.device == "cuda" and args.detectron2 is None:
+        parser.error("the oracle runs on CPU only; give --detectron2 to compare on cuda")
+
+    timing = time_postprocessing(
+        height=args.height,
+        width=args.width,
+        num_classes=args.classes,
+        num_things=args.things,
+        num_instances=args.centers,
+        nms_kernel=args.nms_kernel,
+        top_k=args.top_k,
+        stuff_area=args.stuff_area,
+        repeat=args.repeat,
+        other_repeat=args.other_repeat,
+        detectron2=args.detectron2,
+        device=args.device,
+        seed=args.seed,
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}, device {args.device}"
+    )
+    print(
+        f"input {timing.height}x{timing.width}, {args.classes} classes, "
+        f"{timing.num_centers} centers, thing pixels {timing.thing_fraction:.1%}, "
+        f"NMS {args.nms_kernel}, top-k {args.top_k}, stuff area {args.stuff_area}"
+    )
+    print(f"panseg           {timing.panseg_ms:10.1f} ms/image (median of {args.repeat})")
+    print(f"{timing.other:16s} {timing.other_ms:10.1f} ms/image (median of {args.other_repeat})")
+    print(f"speed-up         {timing.speedup:10.1f}x")
+    print(f"identical output {timing.equal}")
+    return 0 if timing.equal else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Timing of panseg's post-processing against detectron2's own file or the spec oracle.
+
+Used by ``benchmarks/postprocess.py`` and ``panseg benchmark``. detectron2 is never imported as
+a package (it needs torchvision and a build): its ``post_processing.py`` only needs torch, so it
+is loaded from a user's checkout with :mod:`importlib`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from panseg.postprocess.panoptic import get_panoptic_segmentation
+from panseg.postprocess.reference import reference_panoptic
+from panseg.postprocess.synthetic import SyntheticOutputs, synthetic_outputs
+
+__all__ = [
+    "DETECTRON2_FILE",
+    "PostprocessTiming",
+    "load_detectron2_postprocessing",
+    "median_ms",
+    "time_postprocessing",
+]
+
+DETECTRON2_FILE = "projects/Panoptic-DeepLab/panoptic_deeplab/post_processing.py"
+
+
+def load_detectron2_postprocessing(path: str | Path) -> ModuleType:
+    """detectron2's ``post_processing.py`` as a module, from a checkout or the file itself.
+
+    Args:
+        path: the detectron2 checkout root, its ``projects/Panoptic-DeepLab`` folder, or the
+            ``post_processing.py`` file.
+
+    Raises:
+        FileNotFoundError: naming the paths tried.
+    """
+    root = Path(path).expanduser()
+    tried = [root, root / DETECTRON2_FILE, root / "panoptic_deeplab" / "post_processing.py"]
+    for candidate in tried:
+        if candidate.is_file():
+            spec = importlib.util.spec_from_file_location(
+                "detectron2_pdl_post_processing", candidate
+            )
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            if not hasattr(module, "get_panoptic_segmentation"):
+                raise FileNotFoundError(f"{candidate} has no get_panoptic_segmentation")
+            return module
+    raise FileNotFoundError(
+        "detectron2's post_processing.py not found; tried " + ", ".join(str(t) for t in tried)
+    )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(
+    fn: Callable[[], Any],
+    repeat: int,
+    device: torch.device,
+    warmup: int = 1,
+    progress: str | None = None,
+) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeat`` runs after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    runs = range(repeat)
+    if progress is not None:
+        from tqdm import tqdm
+
+        runs = tqdm(runs, desc=progress, unit="run", leave=False)
+    times = []
+    for _ in runs:
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class PostprocessTiming:
+    """One comparison. ``other`` names what panseg was compared with."""
+
+    height: int
+    width: int
+    num_centers: int
+    thing_fraction: float
+    panseg_ms: float
+    other: str
+    other_ms: float
+    equal: bool
+
+    @property
+    def speedup(self) -> float:
+        return self.other_ms / self.panseg_ms
+
+
+def time_postprocessing(
+    outputs: SyntheticOutputs | None = None,
+    *,
+    height: int = 1024,
+    width: int = 2048,
+    num_classes: int = 19,
+    num_things: int = 8,
+    num_instances: int = 30,
+    nms_kernel: int = 7,
+    top_k: int = 200,
+    stuff_area: int = 2048,
+    label_divisor: int = 1000,
+    repeat: int = 5,
+    other_repeat: int = 3,
+    detectron2: str | Path | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+) -> PostprocessTiming:
+    """Median ms of panseg and of detectron2's file (or the oracle) on the same inputs.
+
+    Both results are compared for bit equality. Without ``detectron2`` the comparison is the
+    slow oracle :func:`panseg.postprocess.reference.reference_panoptic` (CPU only).
+    """
+    dev = torch.device(device)
+    if outputs is None:
+        outputs = synthetic_outputs(
+            height, width, num_classes, num_things, num_instances, seed=seed
+        )
+    semantic = outputs.semantic.to(dev)
+    center = outputs.center.to(dev)
+    offsets = outputs.offsets.to(dev)
+    args = (semantic, center, offsets, outputs.thing_ids, label_divisor, stuff_area, -1)
+    kwargs = {"threshold": 0.1, "nms_kernel": nms_kernel, "top_k": top_k}
+
+    def ours() -> tuple[torch.Tensor, torch.Tensor]:
+        return get_panoptic_segmentation(*args, **kwargs)
+
+    if detectron2 is not None:
+        module = load_detectron2_postprocessing(detectron2)
+        other_name = "detectron2"
+
+        def other() -> tuple[torch.Tensor, torch.Tensor]:
+            return module.get_panoptic_segmentation(*args, **kwargs)
+    else:
+        other_name = "panseg reference (spec oracle)"
+        cpu_args = (outputs.semantic, outputs.center, outputs.offsets, *args[3:])
+
+        def other() -> tuple[torch.Tensor, torch.Tensor]:
+            return reference_panoptic(*cpu_args, **kwargs)
+
+    panoptic, found = ours()
+    other_panoptic, other_found = other()
+    equal = torch.equal(panoptic.cpu(), other_panoptic.cpu()) and torch.equal(
+        found.cpu(), other_found.cpu()
+    )
+    panseg_ms = median_ms(ours, repeat, dev)
+    other_ms = median_ms(other, other_repeat, dev, warmup=0, progress=other_name)
+    return PostprocessTiming(
+        height=semantic.shape[-2],
+        width=semantic.shape[-1],
+        num_centers=int(found.shape[1]),
+        thing_fraction=float(
+            torch.isin(semantic, torch.tensor(outputs.thing_ids, device=dev)).float().mean()
+        ),
+        panseg_ms=panseg_ms,
+        other=other_name,
+        other_ms=other_ms,
+        equal=equal,
+    )
