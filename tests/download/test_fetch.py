@@ -204,5 +204,5 @@ def test_not_enough_disk_space_stops_before_downloading(coco_server, tmp_path, m
     monkeypatch.setattr(fetch.shutil, "disk_usage", lambda p: usage._replace(free=1000))
     assert main(["download", "coco", "--out", str(tmp_path), "--mirror", base, *FAST]) == 2
     err = capsys.readouterr().err
-    assert re.search(r"panseg: error: .*archives: 1000 bytes free, \d+ bytes to download", err)
+    assert re.search(r"panseg: error: .*archives: 1000 bytes free, 0\.2 MB to download", err)
     assert state.requests == []
