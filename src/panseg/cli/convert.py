@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         examples=(
             "  panseg convert coco --root /data/coco --out /data/records/coco\n"
             "  panseg convert coco --root /data/coco --out OUT --splits val --num-shards 10 "
-            "--workers 8"
+            "--workers 8\n"
+            "  panseg convert cityscapes --root /data/cityscapes --out /data/records/cityscapes"
         ),
     )
     sub = group.add_subparsers(dest="dataset", metavar="DATASET")
@@ -48,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="ignore",
         help="crowd thing pixels become void (ignore) or class*256 (keep)",
     )
+    add_model_garden_arguments(coco)
+    coco.set_defaults(num_shards=None)  # 1000 (DeepLab2) or 32 (Model Garden), by schema
+    register_cityscapes(sub)
 
 
 def add_common_arguments(
@@ -75,6 +79,13 @@ def add_common_arguments(
         help="write the valid images; list the skipped ones in the manifest",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--class-map",
+        metavar="FILE",
+        help="map the dataset's categories onto another label space: a JSON/YAML class map "
+        "(docs/class-maps.md) or a shipped one: coco_panoptic133, cityscapes19, "
+        "coco_person_vehicle_animal",
+    )
     parser.set_defaults(skip_invalid=False)
 
 
@@ -125,6 +136,62 @@ def run_conversion(args: argparse.Namespace, **kwargs) -> int:
     return 0
 
 
+def add_model_garden_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--schema`` switch and the Model Garden options of ``convert coco``."""
+    parser.add_argument(
+        "--schema",
+        choices=("deeplab2", "model-garden"),
+        default="deeplab2",
+        help="record schema: DeepLab2's, or TF Model Garden's create_coco_tf_record.py",
+    )
+    mg = parser.add_argument_group("model-garden schema (docs/model-garden.md)")
+    mg.add_argument(
+        "--instances-json",
+        metavar="PATH",
+        help="instances JSON; {split} is replaced by the split "
+        "(default ROOT/annotations/instances_{split}2017.json)",
+    )
+    mg.add_argument("--include-masks", action="store_true", help="write image/object/mask PNGs")
+    mg.add_argument(
+        "--include-panoptic-masks",
+        action="store_true",
+        help="write image/panoptic/category_mask and instance_mask (needed by the PQ evaluator)",
+    )
+    mg.add_argument(
+        "--panoptic-skip-crowd",
+        action="store_true",
+        help="crowd segments stay void (0) in the three panoptic PNGs",
+    )
+
+
+def load_class_map_arg(args: argparse.Namespace):
+    """The ``--class-map`` of ``args`` loaded, or ``None``; a bad map is a CommandError."""
+    if not getattr(args, "class_map", None):
+        return None
+    from panseg.datasets.classmap import ClassMapError, load_class_map
+
+    try:
+        return load_class_map(args.class_map)
+    except ClassMapError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def mapped_label_space(args: argparse.Namespace, *, default, dataset: str):
+    """The label space of a run: ``default``, or ``--class-map`` applied to ``dataset``."""
+    from panseg.datasets.classmap import ClassMapError, dataset_categories
+    from panseg.records.mapped import label_space
+
+    try:
+        return label_space(
+            load_class_map_arg(args),
+            default=default,
+            categories=dataset_categories(dataset),
+            dataset=dataset,
+        )
+    except ClassMapError as exc:
+        raise CommandError(str(exc)) from None
+
+
 def run_coco(args: argparse.Namespace) -> int:
     from panseg.datasets.coco import COCO_SPLITS, CocoPanopticSource
     from panseg.records.deeplab2 import PanopticDeepLab2Encoder
@@ -132,14 +199,137 @@ def run_coco(args: argparse.Namespace) -> int:
     splits = parse_splits(args.splits, COCO_SPLITS)
     if not os.path.isdir(args.root):
         raise CommandError(f"--root {args.root}: no such directory")
+    if args.num_shards is None:
+        args.num_shards = 32 if args.schema == "model-garden" else 1000
+    if args.schema == "model-garden":
+        return run_coco_model_garden(args, splits)
+    mg_flags = [f"--{f.replace('_', '-')}" for f in (
+        "instances_json", "include_masks", "include_panoptic_masks", "panoptic_skip_crowd"
+    ) if getattr(args, f)]
+    if mg_flags:
+        raise CommandError(f"{', '.join(mg_flags)} need --schema model-garden")
     source = CocoPanopticSource(args.root)
-    info = source.dataset_info()
+    space = mapped_label_space(args, default=source.dataset_info(), dataset="coco")
     return run_conversion(
         args,
         source=source,
-        encoder=PanopticDeepLab2Encoder(info, crowd=args.crowd),
+        encoder=space.wrap(PanopticDeepLab2Encoder(space.encoder_info, crowd=args.crowd)),
+        splits=splits,
+        dataset=space.info,
+        schema="deeplab2",
+        options={"task": "panoptic", "crowd": args.crowd, **space.options},
+    )
+
+
+def run_coco_model_garden(args: argparse.Namespace, splits: list[str]) -> int:
+    from panseg.datasets.coco_instances import CocoInstancesSource
+    from panseg.records.model_garden import ModelGardenEncoder
+
+    if args.instances_json and "{split}" not in args.instances_json and len(splits) > 1:
+        raise CommandError("--instances-json names one file: put {split} in it or convert one split")
+    source = CocoInstancesSource(args.root, instances_json=args.instances_json or "")
+    space = mapped_label_space(args, default=source.dataset_info(), dataset="coco")
+    try:
+        encoder = ModelGardenEncoder(
+            space.encoder_info,
+            include_masks=args.include_masks,
+            include_panoptic_masks=args.include_panoptic_masks,
+            skip_crowd=args.panoptic_skip_crowd,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if space.resolved is not None:
+        print(f"model-garden: set stuff_classes_offset = {encoder.offset} in the model config")
+    return run_conversion(
+        args,
+        source=source,
+        encoder=space.wrap(encoder),
+        splits=splits,
+        dataset=space.info,
+        schema="model-garden",
+        options={
+            "include_masks": args.include_masks,
+            "include_panoptic_masks": args.include_panoptic_masks,
+            "panoptic_skip_crowd": args.panoptic_skip_crowd,
+            "stuff_offset": encoder.offset,
+            **space.options,
+        },
+        layout="round_robin",
+    )
+
+
+def register_cityscapes(sub: argparse._SubParsersAction) -> None:
+    cityscapes = add_command(
+        sub,
+        "cityscapes",
+        help="Cityscapes (raw gtFine + leftImg8bit) to DeepLab2 records",
+        description=(
+            "Cityscapes to DeepLab2's records, field for field as deeplab2/data/\n"
+            "build_cityscapes_data.py writes them after cityscapesScripts' csCreateTrainIdLabelImgs\n"
+            "and csCreatePanopticImgs --use-train-id, but in one step from the raw download\n"
+            "(--source raw: *_gtFine_instanceIds.png / *_gtFine_labelIds.png). --source prepared\n"
+            "reads cityscapesScripts' output as DeepLab2 does; both give identical records.\n"
+            "Panoptic labels are raw int32 trainId*1000+instance (void 255000, road 0); semantic\n"
+            "labels the trainId PNG. Any number of images (DeepLab2 requires the official sizes);\n"
+            "shards {split}-{k:05d}-of-{N:05d}.tfrecord, contiguous chunks, written atomically;\n"
+            "a rerun skips complete shards."
+        ),
+        examples=(
+            "  panseg synth cityscapes --out /tmp/cityscapes && \\\n"
+            "  panseg convert cityscapes --root /tmp/cityscapes --out /tmp/records\n"
+            "  panseg convert cityscapes --root /data/cityscapes --out OUT --task semantic "
+            "--workers 8\n"
+            "  panseg convert cityscapes --root /data/cityscapes --out OUT --source prepared"
+        ),
+        func=run_cityscapes,
+    )
+    add_common_arguments(cityscapes, default_shards=10, default_splits="train,val,test")
+    cityscapes.add_argument(
+        "--task", choices=("panoptic", "semantic"), default="panoptic", help="label kind"
+    )
+    cityscapes.add_argument(
+        "--crowd",
+        choices=("ignore", "keep"),
+        default="ignore",
+        help="panoptic: crowd (group) pixels become void (ignore) or trainId*1000 (keep)",
+    )
+    cityscapes.add_argument(
+        "--source",
+        choices=("raw", "prepared"),
+        default="raw",
+        help="raw: the official download; prepared: cityscapesScripts' output files",
+    )
+
+
+def run_cityscapes(args: argparse.Namespace) -> int:
+    from panseg.datasets.cityscapes import CITYSCAPES_SPLITS, CityscapesSource
+    from panseg.datasets.cityscapes_labels import (
+        cityscapes_panoptic_info,
+        label_id_to_train_id_lut,
+    )
+    from panseg.records.deeplab2_semantic import SemanticPngEncoder
+    from panseg.records.deeplab2_small_ids import SmallIdPanopticEncoder
+
+    splits = parse_splits(args.splits, CITYSCAPES_SPLITS)
+    if not os.path.isdir(args.root):
+        raise CommandError(f"--root {args.root}: no such directory")
+    source = CityscapesSource(args.root, task=args.task, mode=args.source)
+    info = cityscapes_panoptic_info()
+    if args.task == "panoptic":
+        encoder = SmallIdPanopticEncoder(info, crowd=args.crowd)
+        options = {"task": "panoptic", "crowd": args.crowd}
+    else:
+        lut = None
+        if args.source == "raw":
+            lut = tuple(int(v) for v in label_id_to_train_id_lut())
+        encoder = SemanticPngEncoder(info, lut=lut, source_ids_name="Cityscapes label id")
+        options = {"task": "semantic"}
+    return run_conversion(
+        args,
+        source=source,
+        encoder=encoder,
         splits=splits,
         dataset=info,
         schema="deeplab2",
-        options={"task": "panoptic", "crowd": args.crowd},
+        options=options,
     )

@@ -18,6 +18,7 @@ from panseg import __version__
 
 COMMAND_MODULES: tuple[str, ...] = (
     "convert",
+    "prepare",
     "synth",
     "inspect",
     "download",

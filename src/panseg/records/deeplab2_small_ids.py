@@ -1,0 +1,146 @@
+"""DeepLab2 panoptic records for segment-id maps with small ids (Cityscapes), by table lookup.
+
+:class:`SmallIdPanopticEncoder` writes exactly what
+:class:`panseg.records.deeplab2.PanopticDeepLab2Encoder` writes (the label rule is its
+``segment_values``), faster where the ids allow it:
+
+* when every listed segment id is below 2**16 (Cityscapes ``instanceIds`` values are at most
+  33999) the label is painted by indexing one table of 2**16 + 1 values with the id map
+  (:func:`paint_small_ids`), instead of the hash lookup of ``paint_segments``;
+* when no segment states an area (segments derived from the same pixels, as the raw
+  Cityscapes reader does) the areas are not counted;
+* PNG images that can pass through are recognized from their chunk headers
+  (:func:`panseg.records.png_chunks.prepare_png`) instead of being decoded.
+
+Larger ids fall back to the parent encoder. The reference painting is
+``panseg.records.deeplab2.paint_segments_reference``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from panseg.datasets.base import ItemProblems, Problem, RawExample
+from panseg.records.deeplab2 import PanopticDeepLab2Encoder, deeplab2_example
+from panseg.records.images import prepare_image
+from panseg.records.png_chunks import prepare_png
+
+SMALL_ID_LIMIT = 1 << 16
+
+
+def paint_small_ids(
+    ids: np.ndarray,
+    segment_ids: np.ndarray,
+    values: np.ndarray,
+    fill: int,
+    *,
+    count_areas: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Paint each segment's value where the id map holds its id, by one table lookup.
+
+    Args:
+        ids: ``(H, W)`` unsigned or ``int32`` id map (negative ids are never listed).
+        segment_ids: ``(K,)`` distinct ids in ``[0, 2**16)``.
+        values: ``int32 (K,)``: the label value of each segment.
+        fill: the value of pixels whose id is not in ``segment_ids``.
+        count_areas: also return the pixel count of each segment.
+
+    Returns:
+        ``(label, areas)``: ``int32 (H, W)`` and ``int64 (K,)`` (``None`` without
+        ``count_areas``).
+    """
+    segment_ids = np.asarray(segment_ids, dtype=np.int64)
+    if len(segment_ids) and (segment_ids.min() < 0 or segment_ids.max() >= SMALL_ID_LIMIT):
+        raise ValueError(f"segment ids must lie in [0, {SMALL_ID_LIMIT})")
+    if ids.dtype.kind == "i":
+        ids = ids.view(ids.dtype.str.replace("i", "u"))  # negatives become huge: unlisted
+    k = len(segment_ids)
+    if not count_areas:
+        table = np.full(SMALL_ID_LIMIT + 1, fill, dtype=np.int32)
+        table[segment_ids] = values
+        return np.take(table, ids, mode="clip"), None
+    index_table = np.full(SMALL_ID_LIMIT + 1, k, dtype=np.int32)
+    index_table[segment_ids] = np.arange(k, dtype=np.int32)
+    index = np.take(index_table, ids, mode="clip")
+    areas = np.bincount(index.ravel(), minlength=k + 1)[:k]
+    value_table = np.empty(k + 1, dtype=np.int32)
+    value_table[:k] = values
+    value_table[k] = fill
+    return np.take(value_table, index), areas
+
+
+@dataclass(frozen=True)
+class SmallIdPanopticEncoder(PanopticDeepLab2Encoder):
+    """:class:`PanopticDeepLab2Encoder` with the fast paths of the module docstring."""
+
+    def label(self, raw: RawExample, height: int, width: int) -> np.ndarray:
+        """The ``int32 (H, W)`` panoptic label of ``raw``; raises :class:`ItemProblems`."""
+        assert raw.segments is not None and raw.read_ids is not None
+        segment_ids = np.array([s.id for s in raw.segments], dtype=np.int64)
+        if len(segment_ids) and (segment_ids.min() < 0 or segment_ids.max() >= SMALL_ID_LIMIT):
+            return super().label(raw, height, width)
+        values, problems = self.segment_values(raw.segments, file=raw.label_path, key=raw.key)
+        if problems:
+            raise ItemProblems(problems)
+        try:
+            ids = raw.read_ids()
+        except (OSError, ValueError) as exc:
+            raise ItemProblems([Problem(raw.label_path, str(exc), item=raw.key)]) from None
+        if ids.shape != (height, width):
+            raise ItemProblems(
+                [
+                    Problem(
+                        raw.label_path,
+                        f"label size {ids.shape[0]}x{ids.shape[1]} differs from image size "
+                        f"{height}x{width} ({raw.image_path})",
+                        item=raw.key,
+                    )
+                ]
+            )
+        count = any(s.area is not None for s in raw.segments)
+        label, areas = paint_small_ids(
+            ids, segment_ids, values, self.info.void_label, count_areas=count
+        )
+        if areas is not None:
+            for seg, area in zip(raw.segments, areas.tolist(), strict=True):
+                if seg.area is not None and seg.area != area:
+                    problems.append(
+                        Problem(
+                            raw.label_path,
+                            f"area {seg.area} in the JSON but {area} pixels in the PNG",
+                            f"segment {seg.id}",
+                            raw.key,
+                        )
+                    )
+        if problems:
+            raise ItemProblems(problems)
+        return label
+
+    def encode(self, raw: RawExample) -> tuple[bytes, str]:
+        """The serialized Example and a warning (``""`` when none).
+
+        Raises:
+            ItemProblems: every problem found in this item's image or label.
+        """
+        try:
+            if raw.image_format == "png":
+                image = prepare_png(raw.image_bytes, raw.image_path)
+            else:
+                image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
+        except ValueError as exc:
+            raise ItemProblems([Problem(raw.image_path, str(exc), item=raw.key)]) from None
+        label = None
+        if raw.has_label:
+            label = self.label(raw, image.height, image.width).astype("<i4", copy=False).tobytes()
+        example = deeplab2_example(
+            image=image.data,
+            image_format=raw.image_format,
+            filename=raw.key,
+            height=image.height,
+            width=image.width,
+            label=label,
+            label_format="raw" if label is not None else None,
+        )
+        return example, image.warning
