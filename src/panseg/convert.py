@@ -1,19 +1,23 @@
 """Conversion orchestration: source -> encoder -> shards, parallel, validated, resumable.
 
-:func:`convert` runs three phases over every requested split:
+:func:`convert` runs over every requested split:
 
 1. *List*: the source lists each split's items in output order and reports what it sees in
    its annotation files; the encoder checks each segment list against the label space.
-2. *Validate*: every item of a shard that still has to be written is loaded and checked
-   pixel by pixel (areas, sizes, image and PNG modes) in ``workers`` processes.
-   With ``skip_invalid=False`` (``--strict``) any problem stops the run here, before anything
-   is written, and :class:`ConversionFailed` lists all of them; with ``skip_invalid=True``
-   the invalid items are left out and listed in the manifest.
-3. *Write*: each incomplete shard is written by one worker, atomically (see
-   :mod:`panseg.records.writer`), and the manifest is updated.
+2. *Write*: each shard still to do is encoded by one worker process and written under a
+   hidden pending name (see :mod:`panseg.records.writer`); every item is checked pixel by
+   pixel (areas, sizes, image and PNG modes) while it is encoded. A shard with a problem is
+   not kept, and the worker goes on checking the rest of its items.
+3. *Publish*: only when no problem was found anywhere are the pending shards moved into
+   place and the manifest written. Otherwise :class:`ConversionFailed` lists every problem
+   and nothing is published (``--strict``, the default); the shards that were fine stay
+   pending, so the rerun after a fix redoes only the rest.
 
-Memory is bounded by one example per worker: items are loaded, encoded and written one at a
-time. Progress is shown per image with rate and ETA.
+With ``skip_invalid=True`` a validation pass first checks every item, because the shard
+layout must leave the invalid ones out; they are listed in the manifest. That mode reads
+every item twice; the default reads it once.
+
+Memory is bounded by one example per worker. Progress is shown per image with rate and ETA.
 """
 
 from __future__ import annotations
@@ -127,54 +131,70 @@ def convert(
         for split in splits:
             items, problems = source.list_split(split)
             problems.extend(_listing_problems(source, encoder, items))
+            report.splits[split] = SplitReport(split, num_items=len(items))
             bad = {p.item for p in problems if p.item}
             valid = [it for it in items if source.item_key(it) not in bad]
             plan = _plan(source, split, valid, num_shards, layout, shard_prefix(split))
             pending = _pending_shards(out_dir, plan, fingerprint)
-            pending_items = [plan.items[i] for k in pending for i in plan.shards[k]]
-            found = pool.map_items(
-                _validate_chunk, source, encoder, pending_items, f"validate {split}", progress
-            )
-            problems.extend(found)
-            report.splits[split] = SplitReport(split, num_items=len(items))
-            if skip_invalid and found:
-                bad |= {p.item for p in found if p.item}
-                valid = [it for it in valid if source.item_key(it) not in bad]
-                plan = _plan(source, split, valid, num_shards, layout, shard_prefix(split))
-                pending = _pending_shards(out_dir, plan, fingerprint)
             if skip_invalid:
+                pending_items = [plan.items[i] for k in pending for i in plan.shards[k]]
+                found = pool.map_items(
+                    _validate_chunk, source, encoder, pending_items, f"validate {split}", progress
+                )
+                if found:
+                    problems.extend(found)
+                    bad |= {p.item for p in found if p.item}
+                    valid = [it for it in valid if source.item_key(it) not in bad]
+                    plan = _plan(source, split, valid, num_shards, layout, shard_prefix(split))
+                    pending = _pending_shards(out_dir, plan, fingerprint)
                 report.splits[split].skipped_items = [p for p in problems if p.item]
                 fatal.extend(p for p in problems if not p.item)
             else:
                 fatal.extend(problems)
             plans[split] = plan
             todo[split] = pending
+
+        if fatal:
+            # Listing problems: check the pixels of every other item too, so that the user
+            # sees all problems at once, and write nothing.
+            for split in splits:
+                plan = plans[split]
+                items = [plan.items[i] for k in todo[split] for i in plan.shards[k]]
+                fatal.extend(
+                    pool.map_items(
+                        _validate_chunk, source, encoder, items, f"check {split}", progress
+                    )
+                )
+            raise ConversionFailed(fatal)
+
+        for split in splits:
+            plan = plans[split]
+            tasks = [
+                (plan.files[k], [plan.items[i] for i in plan.shards[k]], plan.digests[k])
+                for k in todo[split]
+            ]
+            for problems, warnings in pool.write_shards(
+                source, encoder, out_dir, tasks, fingerprint, fingerprint_options,
+                f"write {split}", progress,
+            ):
+                fatal.extend(problems)
+                report.splits[split].warnings.extend(warnings)
         if fatal:
             raise ConversionFailed(fatal)
 
         for split in splits:
             plan, split_report = plans[split], report.splits[split]
+            split_report.written_shards = len(todo[split])
             split_report.skipped_shards = len(plan.shards) - len(todo[split])
-            tasks = [
-                (plan.files[k], [plan.items[i] for i in plan.shards[k]], plan.digests[k])
-                for k in todo[split]
-            ]
-            results = pool.write_shards(
-                source, encoder, out_dir, tasks, fingerprint, fingerprint_options,
-                f"write {split}", progress,
-            )
-            for warnings in results:
-                split_report.warnings.extend(warnings)
-            split_report.written_shards = len(tasks)
-            entries = [
-                shard_io.completed_shard(
-                    out_dir, plan.files[k], fingerprint=fingerprint, digest=plan.digests[k]
+            entries = []
+            for k, file in enumerate(plan.files):
+                shard_io.publish_shard(out_dir, file)
+                entry = shard_io.completed_shard(
+                    out_dir, file, fingerprint=fingerprint, digest=plan.digests[k]
                 )
-                for k in range(len(plan.shards))
-            ]
-            missing = [plan.files[k] for k, e in enumerate(entries) if e is None]
-            if missing:
-                raise RuntimeError(f"{out_dir}: shards missing after writing: {missing[:3]}")
+                if entry is None:
+                    raise RuntimeError(f"{out_dir}: shard {file} is missing after writing")
+                entries.append(entry)
             skipped = tuple(
                 {"item": p.item, "file": p.file, "problem": p.message}
                 for p in split_report.skipped_items
@@ -271,24 +291,40 @@ def _write_one_shard(
     digest: str,
     fingerprint: str,
     options: dict,
-) -> list[str]:
+) -> tuple[list[Problem], list[str]]:
+    """Encode and write one shard; returns its problems (then nothing is kept) and warnings."""
     warnings: list[str] = []
+    problems: list[Problem] = []
 
     def examples():
         for item in items:
             try:
                 example, warning = encoder.encode(source.load(item))
-            except ItemProblems as exc:  # the data changed since validation
-                raise RuntimeError(f"while writing {file}: {exc}") from None
-            if warning:
-                warnings.append(warning)
+            except ItemProblems as exc:
+                problems.extend(exc.problems)
+            except OSError as exc:
+                key = source.item_key(item)
+                problems.append(Problem(getattr(item, "image_path", key), str(exc), item=key))
+            else:
+                if warning:
+                    warnings.append(warning)
+                if not problems:
+                    yield example
             _tick()
-            yield example
+        if problems:
+            raise _ShardRejected()
 
-    shard_io.write_shard(
-        out_dir, file, examples(), fingerprint=fingerprint, digest=digest, options=options
-    )
-    return warnings
+    try:
+        shard_io.write_shard(
+            out_dir, file, examples(), fingerprint=fingerprint, digest=digest, options=options
+        )
+    except _ShardRejected:
+        pass  # the temporary file is gone; the problems go back to the caller
+    return problems, warnings
+
+
+class _ShardRejected(Exception):
+    """Aborts the atomic write of a shard in which an item had a problem."""
 
 
 class _Pool:
@@ -327,7 +363,7 @@ class _Pool:
 
     def write_shards(
         self, source, encoder, out_dir, tasks, fingerprint, options, desc, progress
-    ) -> list[list[str]]:
+    ) -> list[tuple[list[Problem], list[str]]]:
         calls = [
             (
                 _write_one_shard,

@@ -82,6 +82,14 @@ def remove(path: str) -> None:
         os.remove(_local(path))
 
 
+def rename(src: str, dst: str) -> None:
+    """Move ``src`` to ``dst``, replacing it (atomic on a local filesystem)."""
+    if is_url(src):
+        filesystem(src).mv(src, dst)
+    else:
+        os.replace(_local(src), _local(dst))
+
+
 def glob(pattern: str) -> list[str]:
     """Sorted matches of a glob pattern (URLs keep their protocol prefix)."""
     if is_url(pattern):

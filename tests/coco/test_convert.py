@@ -208,21 +208,42 @@ def test_resume_after_a_killed_run(coco_tree, tmp_path):
                   dataset=info, schema="deeplab2", options={"crowd": "ignore"}, progress=False,
                   log=lambda m: None)
     out = tmp_path / "out"
-    # validation loads 6 items, then shard 0 (2 items) and one item of shard 1: killed.
+    # Shard 0 (2 items) is written, then the run dies in the middle of shard 1.
     with pytest.raises(KeyboardInterrupt):
-        convert(source=FailingSource(str(coco_tree), 6 + 3), out_dir=str(out), **kwargs)
-    assert sorted(f for f in os.listdir(out) if f.endswith(".tfrecord")) == ["val-00000-of-00003.tfrecord"]
-    assert not [f for f in os.listdir(out) if ".tmp-" in f]  # the temporary shard was removed
-    mtime = os.path.getmtime(out / "val-00000-of-00003.tfrecord")
+        convert(source=FailingSource(str(coco_tree), 3), out_dir=str(out), **kwargs)
+    assert not [f for f in os.listdir(out) if f.endswith(".tfrecord")]  # nothing published
+    assert sorted(os.listdir(out / ".panseg" / "pending")) == [
+        "val-00000-of-00003.tfrecord", "val-00000-of-00003.tfrecord.json"]  # no temporary left
+    mtime = os.path.getmtime(out / ".panseg" / "pending" / "val-00000-of-00003.tfrecord")
     report = convert(source=CocoPanopticSource(str(coco_tree)), out_dir=str(out), **kwargs)
     assert report.splits["val"].skipped_shards == 1 and report.splits["val"].written_shards == 2
-    assert os.path.getmtime(out / "val-00000-of-00003.tfrecord") == mtime
+    assert os.path.getmtime(out / "val-00000-of-00003.tfrecord") == mtime  # not rewritten
     fresh = tmp_path / "fresh"
     convert(source=CocoPanopticSource(str(coco_tree)), out_dir=str(fresh), **kwargs)
     for k in range(3):
         name = f"val-{k:05d}-of-00003.tfrecord"
         assert (out / name).read_bytes() == (fresh / name).read_bytes()
     assert json.loads((out / "manifest.json").read_text()) == json.loads((fresh / "manifest.json").read_text())
+    # A third run has nothing to do.
+    report = convert(source=CocoPanopticSource(str(coco_tree)), out_dir=str(out), **kwargs)
+    assert report.splits["val"].written_shards == 0
+
+
+def test_pixel_problem_publishes_nothing_and_rerun_redoes_only_that_shard(coco_tree, tmp_path):
+    images = simple_images(4)
+    bad_png = coco_tree / "annotations" / "panoptic_val2017" / "000000000003.png"
+    write_coco(coco_tree, "val", images)
+    good = bad_png.read_bytes()
+    Image.new("RGB", (3, 2), (99, 0, 0)).save(bad_png)  # id 99 everywhere: areas mismatch
+    with pytest.raises(ConversionFailed) as err:
+        run_convert(coco_tree, tmp_path / "out", num_shards=2)
+    text = "\n".join(str(p) for p in err.value.problems)
+    assert "000000000003.png [segment 21]: area 1 in the JSON but 0 pixels" in text
+    assert not [f for f in os.listdir(tmp_path / "out") if f.endswith(".tfrecord")]
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    bad_png.write_bytes(good)
+    report = run_convert(coco_tree, tmp_path / "out", num_shards=2)
+    assert report.splits["val"].written_shards == 1 and report.splits["val"].skipped_shards == 1
 
 
 def test_rerun_with_other_options_is_refused(coco_tree, tmp_path):

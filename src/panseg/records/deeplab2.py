@@ -101,7 +101,7 @@ def paint_segments(
     table = np.empty(k + 1, dtype=np.int32)
     table[:k] = values
     table[k] = fill
-    return table[index], areas
+    return table.take(index), areas
 
 
 def lookup_segments(ids: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
@@ -127,12 +127,15 @@ def lookup_segments(ids: np.ndarray, segment_ids: np.ndarray) -> np.ndarray:
         if len(np.unique(slots)) == k:
             table = np.full(1 << bits, k, dtype=np.intp)
             table[slots] = np.arange(k)
-            candidate = table[(ids * multiplier) >> shift]
+            hashed = ids * multiplier
+            np.right_shift(hashed, shift, out=hashed)
+            candidate = table.take(hashed)
             guard = np.empty(k + 1, dtype=np.uint32)
             guard[:k] = segment_ids
             # The sentinel slot k can never match: pick a value that is not a listed id.
             guard[k] = _absent_value(segment_ids)
-            return np.where(guard[candidate] == ids, candidate, k)
+            candidate[guard.take(candidate) != ids] = k
+            return candidate
         if attempt % 4 == 3:
             bits += 1
     order = np.argsort(segment_ids)  # pragma: no cover - astronomically unlikely

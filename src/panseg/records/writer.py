@@ -8,11 +8,14 @@ Shard layouts:
 * ``round_robin`` (TF Model Garden, ``official/vision/data/tfrecord_lib.py``
   ``write_tf_record_dataset``): item ``i`` goes to shard ``i % N``.
 
-A shard is written to a temporary name and renamed when complete; then a small *sidecar*
-``OUT/.panseg/shards/<file>.json`` records its manifest entry together with the fingerprint
-of the options that produced it and a hash of the item keys it holds. A rerun skips every
-shard whose file and sidecar agree; a shard written with other options is an error (the
-output directory would mix two datasets).
+A shard is written under a temporary name, renamed into ``OUT/.panseg/pending/<file>`` when
+complete, together with a small *sidecar* ``<file>.json`` that records its manifest entry, the
+fingerprint of the options that produced it and a hash of the item keys it holds. When the
+whole run has succeeded, :func:`publish_shard` moves every pending shard to ``OUT/<file>``
+(its sidecar to ``OUT/.panseg/shards/``). So a run that finds a problem publishes nothing,
+and a rerun, after an interruption or a fix, skips every shard, pending or published, whose
+file and sidecar agree. A shard written with other options is an error (the output directory
+would mix two datasets).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from panseg.records.tfrecord import TFRecordWriter
 
 LAYOUTS = ("contiguous", "round_robin")
 SIDECAR_DIR = ".panseg/shards"
+PENDING_DIR = ".panseg/pending"
 
 
 class ShardConflict(ValueError):
@@ -66,21 +70,36 @@ def options_fingerprint(options: dict) -> str:
     return hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()
 
 
-def sidecar_path(out_dir: str, file: str) -> str:
-    return fsio.join(out_dir, SIDECAR_DIR, f"{file}.json")
+def sidecar_path(out_dir: str, file: str, *, pending: bool = False) -> str:
+    return fsio.join(out_dir, PENDING_DIR if pending else SIDECAR_DIR, f"{file}.json")
+
+
+def shard_path(out_dir: str, file: str, *, pending: bool = False) -> str:
+    return fsio.join(out_dir, PENDING_DIR, file) if pending else fsio.join(out_dir, file)
 
 
 def completed_shard(
     out_dir: str, file: str, *, fingerprint: str, digest: str
 ) -> ShardEntry | None:
-    """The manifest entry of a shard that is already complete, or ``None``.
+    """The manifest entry of a shard already written, pending or published, or ``None``.
 
     Raises:
         ShardConflict: the shard exists but was written with other options.
     """
-    path = fsio.join(out_dir, file)
-    side = sidecar_path(out_dir, file)
-    if not fsio.exists(path) or not fsio.exists(side):
+    for pending in (False, True):
+        path = shard_path(out_dir, file, pending=pending)
+        if not fsio.exists(path):
+            continue
+        for side in (sidecar_path(out_dir, file, pending=pending), sidecar_path(
+                out_dir, file, pending=not pending)):
+            entry = _sidecar_entry(side, path, fingerprint, digest)
+            if entry is not None:
+                return entry
+    return None
+
+
+def _sidecar_entry(side: str, path: str, fingerprint: str, digest: str) -> ShardEntry | None:
+    if not fsio.exists(side):
         return None
     try:
         record = json.loads(fsio.read_bytes(side).decode("utf-8"))
@@ -106,9 +125,9 @@ def write_shard(
     digest: str,
     options: dict,
 ) -> ShardEntry:
-    """Write ``examples`` to ``out_dir/file`` atomically, then its sidecar."""
-    path = fsio.join(out_dir, file)
-    with fsio.atomic_writer(path) as f:
+    """Write ``examples`` atomically as the pending shard ``file``, then its sidecar."""
+    fsio.makedirs(fsio.join(out_dir, PENDING_DIR))
+    with fsio.atomic_writer(shard_path(out_dir, file, pending=True)) as f:
         writer = TFRecordWriter(f)
         for example in examples:
             writer.write(example)
@@ -125,7 +144,18 @@ def write_shard(
         "items": digest,
         "entry": entry.to_dict(),
     }
-    side = sidecar_path(out_dir, file)
-    fsio.makedirs(fsio.join(out_dir, SIDECAR_DIR))
-    fsio.write_bytes_atomic(side, json.dumps(record).encode("utf-8"))
+    fsio.write_bytes_atomic(
+        sidecar_path(out_dir, file, pending=True), json.dumps(record).encode("utf-8")
+    )
     return entry
+
+
+def publish_shard(out_dir: str, file: str) -> None:
+    """Move a pending shard and its sidecar into place (idempotent)."""
+    pending = shard_path(out_dir, file, pending=True)
+    if fsio.exists(pending):
+        fsio.rename(pending, shard_path(out_dir, file))
+    side = sidecar_path(out_dir, file, pending=True)
+    if fsio.exists(side):
+        fsio.makedirs(fsio.join(out_dir, SIDECAR_DIR))
+        fsio.rename(side, sidecar_path(out_dir, file))
