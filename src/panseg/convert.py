@@ -116,6 +116,7 @@ def convert(
     fingerprint_options = {"schema": schema, "dataset": dataset.to_dict(), **options}
     fingerprint = shard_io.options_fingerprint(fingerprint_options)
     fsio.makedirs(out_dir)
+    shard_io.remove_stale_temporaries(out_dir)
     report = ConvertReport(out_dir)
     manifest = _existing_manifest(out_dir, schema, dataset, options) or Manifest(
         schema=schema,

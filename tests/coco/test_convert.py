@@ -283,3 +283,33 @@ def test_cli_reports_problems_with_exit_1(coco_tree, tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "area 99 in the JSON but 1 pixels" in err and "nothing was written" in err
+
+
+def test_sigkill_mid_run_then_rerun_matches_a_clean_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root, out, fresh = tmp_path / "coco", tmp_path / "out", tmp_path / "fresh"
+    assert main(["synth", "coco", "--out", str(root), "--images", "40", "--height", "240",
+                 "--width", "320"]) == 0
+    cmd = [sys.executable, "-m", "panseg", "convert", "coco", "--root", str(root), "--splits",
+           "train", "--num-shards", "20", "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen([*cmd, "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    pending = out / ".panseg" / "pending"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if pending.exists() and any(p.suffix == ".json" for p in pending.iterdir()):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert subprocess.run([*cmd, "--out", str(out)], capture_output=True).returncode == 0
+    assert subprocess.run([*cmd, "--out", str(fresh)], capture_output=True).returncode == 0
+    names = sorted(p.name for p in fresh.iterdir() if p.suffix == ".tfrecord")
+    assert len(names) == 20
+    for name in names:
+        assert (out / name).read_bytes() == (fresh / name).read_bytes()
+    assert not list(out.glob(".*.tmp-*")) and not list(pending.glob(".*tmp*"))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 
 from panseg import fsio
@@ -148,6 +149,36 @@ def write_shard(
         sidecar_path(out_dir, file, pending=True), json.dumps(record).encode("utf-8")
     )
     return entry
+
+
+def remove_stale_temporaries(out_dir: str) -> list[str]:
+    """Delete temporaries left by killed runs (``.NAME.tmp-PID`` whose PID is gone).
+
+    Only local directories have them: object stores never show a partial upload.
+    """
+    if fsio.is_url(out_dir):
+        return []
+    removed = []
+    for directory in (out_dir, fsio.join(out_dir, PENDING_DIR), fsio.join(out_dir, SIDECAR_DIR)):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            head, sep, pid = name.rpartition(".tmp-")
+            if not (name.startswith(".") and sep and pid.isdigit()) or _alive(int(pid)):
+                continue
+            os.remove(os.path.join(directory, name))
+            removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def publish_shard(out_dir: str, file: str) -> None:
