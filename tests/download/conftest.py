@@ -35,6 +35,7 @@ class ServerState:
     delay: float = 0.0  # seconds slept per 16 KiB block sent
     served: Counter = field(default_factory=Counter)  # path -> body bytes sent
     requests: list = field(default_factory=list)  # (path, status)
+    ranges_asked: list = field(default_factory=list)  # Range headers received
     need_login: set = field(default_factory=set)  # paths that require the session cookie
     logged_in: bool = False
     active: int = 0  # responses being sent
@@ -56,6 +57,7 @@ class ServerState:
         with self.lock:
             self.served.clear()
             self.requests.clear()
+            self.ranges_asked.clear()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -114,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         start, end = 0, len(data)
         rng = self.headers.get("Range")
+        if rng:
+            with st.lock:
+                st.ranges_asked.append(rng)
         status = 200
         if st.ranges and rng and rng.startswith("bytes="):
             a, _, b = rng[6:].partition("-")

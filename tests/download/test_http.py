@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from panseg.download.http import ChecksumError, DownloadError, download_file, probe
+from panseg.download.http import (
+    ChecksumError,
+    DownloadError,
+    _merge,
+    _missing,
+    download_file,
+    probe,
+)
 
 KB = 1024
 DATA = random.Random(7).randbytes(300 * KB + 123)  # 10 chunks of 32 KiB, the last one short
@@ -99,8 +106,9 @@ def test_interrupted_run_resumes_without_refetching_completed_chunks(server, tmp
     with pytest.raises(DownloadError, match=r"f\.zip: bytes 147456-163839 .* 1 attempt"):
         download_file(base + "/f.zip", tmp_path / "f.zip", size=len(DATA), md5=MD5,
                       connections=1, retries=0, **FAST)
+    # 4 whole chunks, and the half of the 5th that arrived before the cut
     sidecar = json.loads((tmp_path / "f.zip.part.json").read_text())
-    assert sidecar["done"] == [[0, 4 * 32 * KB]]
+    assert sidecar["done"] == [[0, 4 * 32 * KB + 16 * KB]]
     assert not (tmp_path / "f.zip").exists()
 
     state.files = real
@@ -108,7 +116,12 @@ def test_interrupted_run_resumes_without_refetching_completed_chunks(server, tmp
     download_file(base + "/f.zip", tmp_path / "f.zip", size=len(DATA), md5=MD5,
                   connections=3, **FAST)
     assert (tmp_path / "f.zip").read_bytes() == DATA
-    assert state.sent("/f.zip") == 1 + len(DATA) - 4 * 32 * KB
+    assert state.sent("/f.zip") == 1 + len(DATA) - (4 * 32 + 16) * KB
+    # the rest of the 5th chunk was asked for by itself, then the 5 untouched chunks
+    ranges = sorted((r for r in state.ranges_asked if r != "bytes=0-0"),
+                    key=lambda r: int(r[6:].partition("-")[0]))
+    assert ranges[0] == f"bytes={(4 * 32 + 16) * KB}-{5 * 32 * KB - 1}"
+    assert len(ranges) == 6
 
 
 _CHILD = """
@@ -194,3 +207,19 @@ def test_unknown_md5_checks_size_only(server, tmp_path):
     _serve(state)
     out = download_file(base + "/f.zip", Path(tmp_path) / "f.zip", size=None, md5=None, **FAST)
     assert out.read_bytes() == DATA
+
+
+def test_missing_ranges_agree_with_a_byte_set_oracle():
+    rng = random.Random(3)
+    for _ in range(300):
+        size = rng.randint(1, 60)
+        raw = [tuple(sorted(rng.sample(range(size + 1), 2))) for _ in range(rng.randint(0, 5))]
+        done = _merge([r for r in raw if r[0] < r[1]])
+        start = rng.randint(0, size - 1)
+        end = rng.randint(start + 1, size)
+        covered = {b for s, e in done for b in range(s, e)}
+        expect = [b for b in range(start, end) if b not in covered]
+        got = _missing(done, start, end)
+        assert [b for s, e in got for b in range(s, e)] == expect
+        assert all(s < e for s, e in got)
+        assert all(a[1] < b[0] for a, b in zip(got, got[1:], strict=False))  # maximal

@@ -4,15 +4,17 @@ One file is cut into fixed chunks fetched by several threads with ``Range`` requ
 server answers a probe ``Range: bytes=0-0`` with ``206 Partial Content``; otherwise it is read
 as one stream. Bytes go to ``<name>.part`` (pre-sized, written at each chunk's offset); after
 each finished chunk the byte ranges completed so far are written atomically to the sidecar
-``<name>.part.json``. A later run reads the sidecar and fetches only the missing chunks, so a
-killed process or a dropped connection costs at most the chunks in flight. A dropped connection
-inside a chunk is retried from the last byte received, with exponential back-off.
+``<name>.part.json``. A later run reads the sidecar and fetches only the missing bytes. A chunk
+cut short by an error or Ctrl-C records what arrived; a killed process (SIGKILL, power loss)
+loses at most the chunks in flight. A dropped connection inside a chunk is retried from the
+last byte received, with exponential back-off.
 
 When all bytes are there the size is checked, then the md5: computed while writing for a single
 stream; for parallel ranges, which arrive out of order, a background thread hashes the completed
 prefix of the file as it grows (chunks are handed out in ascending order), so the digest is
-ready moments after the last byte. Only then is ``.part`` renamed to the final name. A file whose md5 differs is moved
-aside to ``<name>.corrupt`` and :class:`ChecksumError` names it; it is never extracted.
+ready moments after the last byte. Only then is ``.part`` renamed to the final name. A file
+whose md5 differs is moved aside to ``<name>.corrupt`` and :class:`ChecksumError` names it; it
+is never extracted.
 
 Only the standard library (``urllib.request``) and tqdm are used: urllib honours the usual
 proxy environment variables and https certificates, and needs no extra dependency.
@@ -156,8 +158,22 @@ def _save_sidecar(sidecar: Path, url: str, size: int, done: list[list[int]]) -> 
     os.replace(tmp, sidecar)
 
 
-def _covered(done: list[list[int]], start: int, end: int) -> bool:
-    return any(s <= start and end <= e for s, e in done)
+def _missing(done: list[list[int]], start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of ``[start, end)`` not covered by the sorted, merged ``done`` ranges."""
+    out, pos = [], start
+    for s, e in done:
+        if e <= pos:
+            continue
+        if s >= end:
+            break
+        if s > pos:
+            out.append((pos, s))
+        pos = e
+        if pos >= end:
+            break
+    if pos < end:
+        out.append((pos, end))
+    return out
 
 
 # ---- the download ---------------------------------------------------------------------------
@@ -181,15 +197,16 @@ class _Shared:
     error: BaseException | None = None
 
 
-def _fetch_range(sh: _Shared, f, start: int, end: int) -> bool:
+def _fetch_range(sh: _Shared, f, start: int, end: int, reached: list[int]) -> None:
     """Write bytes ``[start, end)`` at their offset, retrying from the last byte received.
 
-    Returns False when another worker asked everyone to stop.
+    ``reached[0]`` follows the end of the bytes written, also when this raises or returns early
+    because another worker asked everyone to stop.
     """
     pos, attempt = start, 0
     while pos < end:
         if sh.stop.is_set():
-            return False
+            return
         got_bytes = False
         try:
             req = _request(sh.url, sh.headers, {"Range": f"bytes={pos}-{end - 1}"})
@@ -207,10 +224,11 @@ def _fetch_range(sh: _Shared, f, start: int, end: int) -> bool:
                         raise http.client.IncompleteRead(b"", end - pos)
                     f.write(block)
                     pos += len(block)
+                    reached[0] = pos
                     got_bytes = True
                     sh.bar.update(len(block))
                     if sh.stop.is_set():
-                        return False
+                        return
         except DownloadError:
             raise
         except Exception as exc:
@@ -221,8 +239,14 @@ def _fetch_range(sh: _Shared, f, start: int, end: int) -> bool:
                     f"{_describe(exc)} (after {attempt} attempt(s))"
                 ) from exc
             _sleep_backoff(attempt, sh.backoff)
-    f.flush()
-    return True
+
+
+def _record(sh: _Shared, start: int, end: int) -> None:
+    """Add ``[start, end)`` (already flushed to the file) to the sidecar; wake the hasher."""
+    with sh.lock:
+        sh.done[:] = _merge([(s, e) for s, e in sh.done] + [(start, end)])
+        _save_sidecar(sh.sidecar, sh.url, sh.size, sh.done)
+        sh.lock.notify_all()
 
 
 def _worker(sh: _Shared) -> None:
@@ -233,12 +257,14 @@ def _worker(sh: _Shared) -> None:
                     if not sh.pending:
                         return
                     start, end = sh.pending.pop(0)
-                if not _fetch_range(sh, f, start, end):
-                    return
-                with sh.lock:
-                    sh.done[:] = _merge([(s, e) for s, e in sh.done] + [(start, end)])
-                    _save_sidecar(sh.sidecar, sh.url, sh.size, sh.done)
-                    sh.lock.notify_all()
+                reached = [start]
+                try:
+                    _fetch_range(sh, f, start, end, reached)
+                finally:
+                    # whatever arrived is kept, also from a chunk cut short by an error or a stop
+                    f.flush()
+                    if reached[0] > start:
+                        _record(sh, start, reached[0])
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread
         with sh.lock:
             if sh.error is None:
@@ -286,8 +312,8 @@ def _download_ranges(url: str, part: Path, sidecar: Path, size: int, *, bar: tqd
             f.truncate(size)
     # small files are still spread over all connections (chunks of at least 1 MiB)
     chunk_size = max(1, min(chunk_size, max(-(-size // connections), 1 << 20)))
-    pending = [(s, min(s + chunk_size, size)) for s in range(0, size, chunk_size)]
-    pending = [(s, e) for s, e in pending if not _covered(done, s, e)]
+    pending = [piece for s in range(0, size, chunk_size)
+               for piece in _missing(done, s, min(s + chunk_size, size))]
     bar.update(size - sum(e - s for s, e in pending))
     _save_sidecar(sidecar, url, size, done)
     sh = _Shared(url, part, sidecar, size, headers, timeout, retries, backoff, bar, pending,
