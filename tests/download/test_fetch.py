@@ -62,6 +62,7 @@ def test_download_coco_builds_the_converters_tree(coco_server, tmp_path, capsys,
     err = capsys.readouterr().err
     assert "plan: 4 archive(s)" in err and "train2017.zip: extracted train2017" in err
     assert "MB/s with verification" in err and "at this rate the remaining" in err
+    assert f"next: panseg convert coco --root {root} --out RECORDS_DIR" in err
     assert "test2017.zip" not in err  # not in the default parts
 
     # a second run finds everything extracted and downloads nothing

@@ -101,7 +101,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise CommandError("--chunk-mb and --timeout must be positive, --retries not negative")
 
 
-def _fetch(archives, args: argparse.Namespace, base_url: str, headers=None) -> int:
+def _fetch(archives, args: argparse.Namespace, base_url: str, headers=None, *,
+           dataset: str) -> int:
     from panseg.download import ChecksumError, DownloadError, ExtractError, fetch_archives
 
     try:
@@ -119,6 +120,9 @@ def _fetch(archives, args: argparse.Namespace, base_url: str, headers=None) -> i
         print("panseg: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     print(f"done: {args.out}", file=sys.stderr)
+    if not args.no_extract:
+        print(f"next: panseg convert {dataset} --root {args.out} --out RECORDS_DIR",
+              file=sys.stderr)
     return 0
 
 
@@ -127,7 +131,8 @@ def run_coco(args: argparse.Namespace) -> int:
 
     _check_numbers(args)
     parts = _split(args.parts, _COCO_PARTS, "COCO part")
-    return _fetch(tables.coco_archives(parts), args, args.mirror or tables.COCO_BASE_URL)
+    return _fetch(tables.coco_archives(parts), args, args.mirror or tables.COCO_BASE_URL,
+                  dataset="coco")
 
 
 def run_cityscapes(args: argparse.Namespace) -> int:
@@ -151,4 +156,4 @@ def run_cityscapes(args: argparse.Namespace) -> int:
     except DownloadError as exc:
         raise CommandError(str(exc)) from exc
     archives = [tables.CITYSCAPES_ARCHIVES[_CITYSCAPES_PACKAGES[p]] for p in packages]
-    return _fetch(archives, args, base_url, headers)
+    return _fetch(archives, args, base_url, headers, dataset="cityscapes")
