@@ -269,3 +269,24 @@ def test_coco_convention_and_more_than_255_instances(tmp_path):
     assert res["panoptic"]["All"]["n"] == 3
     assert res["semantic"]["per_class"][100] == 1.0
     assert os.path.isdir(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.uint64, np.int64])
+def test_integer_dtypes_give_the_same_result(dtype):
+    rng = np.random.default_rng(9)
+    pairs = [random_cityscapes_pair(rng) for _ in range(3)]
+    base, typed = PanopticEvaluator(INFO), PanopticEvaluator(INFO)
+    for pred, gt in pairs:
+        base.update(pred, gt)
+        typed.update(pred.astype(dtype), gt.astype(dtype))
+    assert typed.summarize() == base.summarize()
+
+
+def test_empty_and_all_void_images():
+    ev = PanopticEvaluator(INFO)
+    ev.update(np.zeros((0, 5), np.int64), np.zeros((0, 5), np.int64))
+    ev.update(np.full((3, 3), 255000), np.full((3, 3), 255000))
+    res = ev.summarize()
+    assert res["images"] == 2
+    assert res["panoptic"]["All"] == {"pq": None, "sq": None, "rq": None, "n": 0}
+    assert res["semantic"]["miou"] is None

@@ -130,6 +130,9 @@ def _segments(ann: Mapping[str, Any], what: str, need_gt_fields: bool) -> list[d
     return list(by_id.values())
 
 
+_MAX_PNG_ID = 256**3 - 1
+
+
 def pair_stats(
     gt_ids: np.ndarray,
     pred_ids: np.ndarray,
@@ -141,7 +144,7 @@ def pair_stats(
     """PQ statistics of one image from its two id maps and JSON annotations, with the checks.
 
     Args:
-        gt_ids, pred_ids: (H, W) non-negative integer id maps (uint32 from :func:`read_id_png`).
+        gt_ids, pred_ids: (H, W) integer id maps in ``[0, 256**3)`` (:func:`read_id_png`).
         gt_ann, pred_ann: COCO panoptic annotations (``image_id``, ``segments_info``).
         cat_index: category id -> index in the evaluated categories.
         indexer: a reusable :class:`IdIndexer`.
@@ -166,12 +169,14 @@ def pair_stats(
         np.arange(g + (0 if VOID_ID in gt_keys else 1)),
         missing=g + 1,
         scale=p + 2,
+        max_id=_MAX_PNG_ID,
     )
     cols = indexer.index(
         pred_ids,
         np.array(pred_keys + ([] if VOID_ID in pred_keys else [VOID_ID]), np.int64),
         np.arange(p + (0 if VOID_ID in pred_keys else 1)),
         missing=p + 1,
+        max_id=_MAX_PNG_ID,
     )
     inter = intersections(rows, cols, g + 2, p + 2)
 

@@ -47,6 +47,8 @@ _BINCOUNT_LIMIT = 1 << 24
 def _present(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values of a non-negative integer array and their counts."""
     flat = values.ravel()
+    if flat.dtype.kind == "u" and flat.dtype.itemsize >= 8:
+        flat = flat.astype(np.int64)  # bincount takes no uint64
     if flat.size and int(flat.max()) < _BINCOUNT_LIMIT:
         counts = np.bincount(flat)
         ids = np.flatnonzero(counts)
@@ -96,11 +98,9 @@ class PanopticEvaluator:
                 raise ValueError(f"{name} must be an integer panoptic map, got {arr.dtype}")
             if arr.size and int(arr.min()) < 0:
                 raise ValueError(f"{name} has negative panoptic values")
-        pred = pred.astype(np.int64, copy=False)
-        gt = gt.astype(np.int64, copy=False)
         div = self.info.label_divisor
 
-        gt_ids, gt_counts = _present(gt)
+        gt_ids, gt_counts = _present(gt)  # sorted ascending: the last one is the largest
         gt_sem = gt_ids // div
         gt_void = gt_sem == self.info.ignore_label
         gt_cat = self._categories_of(gt_sem[~gt_void], gt_ids[~gt_void], "ground truth")
@@ -116,8 +116,12 @@ class PanopticEvaluator:
 
         rows = np.where(gt_void, g, np.cumsum(~gt_void) - 1)
         cols = np.where(pred_void, p, np.cumsum(~pred_void) - 1)
-        row_map = self._indexer.index(gt, gt_ids, rows, missing=g + 1, scale=p + 1)
-        col_map = self._indexer.index(pred, pred_ids, cols, missing=p)
+        row_map = self._indexer.index(
+            gt, gt_ids, rows, missing=g + 1, scale=p + 1, max_id=int(gt_ids[-1]) if len(gt_ids) else None
+        )
+        col_map = self._indexer.index(
+            pred, pred_ids, cols, missing=p, max_id=int(pred_ids[-1]) if len(pred_ids) else None
+        )
         inter = intersections(row_map, col_map, g + 2, p + 1)
         self.stats += image_pq_stats(
             inter,
@@ -130,7 +134,10 @@ class PanopticEvaluator:
         )
         if self.semantic:
             self.confusion += confusion_matrix(
-                pred // div, gt // div, self.class_ids, self.info.ignore_label
+                pred.astype(np.int64, copy=False) // div,
+                gt.astype(np.int64, copy=False) // div,
+                self.class_ids,
+                self.info.ignore_label,
             )
         self.images += 1
 

@@ -108,7 +108,13 @@ class IdIndexer:
         self._lut = np.zeros(0, np.int32)
 
     def index(
-        self, ids: np.ndarray, keys: np.ndarray, values: np.ndarray, missing: int, scale: int = 1
+        self,
+        ids: np.ndarray,
+        keys: np.ndarray,
+        values: np.ndarray,
+        missing: int,
+        scale: int = 1,
+        max_id: int | None = None,
     ) -> np.ndarray:
         """Return ``values[k] * scale`` where ``ids == keys[k]``, ``missing * scale`` elsewhere.
 
@@ -118,12 +124,13 @@ class IdIndexer:
             values: (N,) non-negative integers.
             missing: the index of ids that are no key.
             scale: a factor applied to every returned index (to build joint keys).
+            max_id: an upper bound of ``ids`` when the caller knows one (saves a pass).
         Returns:
             int32 array shaped like ``ids`` (int64 if an index times ``scale`` needs it).
         """
         keys = np.asarray(keys, np.int64)
         values = np.asarray(values, np.int64)
-        top = int(ids.max(initial=0))
+        top = int(ids.max(initial=0)) if max_id is None else int(max_id)
         if len(keys):
             top = max(top, int(keys.max()))
         biggest = max(int(values.max(initial=0)), missing) * scale
