@@ -92,6 +92,10 @@ def synth_coco(
         else:
             with open(os.path.join(out, "annotations", "image_info_test2017.json"), "w") as f:
                 json.dump({"images": image_entries, "categories": list(coco_categories())}, f)
+    from panseg.datasets.synthetic_instances import write_instances_json
+
+    for split in ("train", "val"):  # instances JSONs for the Model Garden schema
+        write_instances_json(out, split)
     return counts
 
 
