@@ -313,17 +313,33 @@ def run_cityscapes(args: argparse.Namespace) -> int:
     splits = parse_splits(args.splits, CITYSCAPES_SPLITS)
     if not os.path.isdir(args.root):
         raise CommandError(f"--root {args.root}: no such directory")
-    source = CityscapesSource(args.root, task=args.task, mode=args.source)
     info = cityscapes_panoptic_info()
-    if args.task == "panoptic":
-        encoder = SmallIdPanopticEncoder(info, crowd=args.crowd)
-        options = {"task": "panoptic", "crowd": args.crowd}
-    else:
+    if args.task == "semantic":
+        if getattr(args, "class_map", None):
+            raise CommandError("--class-map applies to --task panoptic only")
         lut = None
         if args.source == "raw":
             lut = tuple(int(v) for v in label_id_to_train_id_lut())
-        encoder = SemanticPngEncoder(info, lut=lut, source_ids_name="Cityscapes label id")
-        options = {"task": "semantic"}
+        return run_conversion(
+            args,
+            source=CityscapesSource(args.root, task="semantic", mode=args.source),
+            encoder=SemanticPngEncoder(info, lut=lut, source_ids_name="Cityscapes label id"),
+            splits=splits,
+            dataset=info,
+            schema="deeplab2",
+            options={"task": "semantic"},
+        )
+    options = {"task": "panoptic", "crowd": args.crowd}
+    if getattr(args, "class_map", None):
+        # Segments carry Cityscapes label ids; the map decides about every label, including
+        # those the default label space leaves void.
+        space = mapped_label_space(args, default=info, dataset="cityscapes")
+        source = CityscapesSource(args.root, mode=args.source, keep_ignored=True)
+        encoder = space.wrap(SmallIdPanopticEncoder(space.encoder_info, crowd=args.crowd))
+        info, options = space.info, {**options, **space.options}
+    else:
+        source = CityscapesSource(args.root, mode=args.source)
+        encoder = SmallIdPanopticEncoder(info, crowd=args.crowd)
     return run_conversion(
         args,
         source=source,

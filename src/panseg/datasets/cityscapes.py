@@ -94,7 +94,7 @@ def instance_values(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def panoptic_segments(
-    values: np.ndarray, counts: np.ndarray | None = None
+    values: np.ndarray, counts: np.ndarray | None = None, *, keep_ignored: bool = False
 ) -> tuple[Segment, ...]:
     """The panoptic segments of an instanceIds map, as ``createPanopticImgs.py`` lists them.
 
@@ -104,12 +104,13 @@ def panoptic_segments(
     pixels stay void; a value below 1000 of a class with instances is a crowd (group) region.
     ``Segment.id`` is ``v``; ``category_id`` is the label id (an unknown label id is kept, so
     the encoder reports it); ``area`` is the count when ``counts`` is given.
+    ``keep_ignored`` keeps the labels ignored in evaluation too (for a class map to decide).
     """
     segments: list[Segment] = []
     for k, value in enumerate(values.tolist()):
         label_id = instance_value_label_id(value)
         label = LABEL_BY_ID.get(label_id) if label_id >= 0 else None
-        if label is not None and label.ignore_in_eval:
+        if label is not None and label.ignore_in_eval and not keep_ignored:
             continue
         crowd = label is not None and label.has_instances and value < 1000
         area = int(counts[k]) if counts is not None else None
@@ -137,11 +138,15 @@ class CityscapesSource:
         task: ``panoptic`` (loads :class:`RawExample`) or ``semantic``
             (:class:`RawSemanticExample`).
         mode: ``raw`` or ``prepared``.
+        keep_ignored: raw panoptic: list the segments of labels ignored in evaluation too
+            (caravan, trailer, parking, ...), for a class map that maps them; the default
+            label space leaves them out, as cityscapesScripts does.
     """
 
     root: str
     task: str = "panoptic"
     mode: str = "raw"
+    keep_ignored: bool = False
     name: str = "cityscapes"
 
     def __post_init__(self) -> None:
@@ -256,7 +261,7 @@ class CityscapesSource:
             example.segments, example.read_ids = (), fail
             return example
         values, _ = instance_values(ids)
-        example.segments = panoptic_segments(values)
+        example.segments = panoptic_segments(values, keep_ignored=self.keep_ignored)
         example.read_ids = lambda: ids if ids.dtype == np.int32 else ids.astype(np.uint32)
         return example
 
