@@ -176,7 +176,7 @@ def test_expired_session_gets_a_login_hint_not_an_html_archive(cityscapes_server
     base, state, table = cityscapes_server
     a = table["gtFine_trainvaltest.zip"]
     with pytest.raises(DownloadError,
-                       match=r"serves 31 bytes \(an HTML page from .*/login: login expired"):
+                       match=r"serves 31 bytes \(an HTML page, redirected to .*/login: login expired"):
         fetch_archives([a], tmp_path, base_url=base, headers={"Cookie": "PHPSESSID=x"},
                        progress=False, backoff=0, log=lambda m: None)
     assert not (tmp_path / "gtFine").exists()

@@ -398,9 +398,12 @@ def download_file(url: str, dest: Path | str, *, size: int | None = None, md5: s
     sidecar = dest.with_name(dest.name + ".part.json")
     info = probe(url, headers=headers, timeout=timeout, retries=retries, backoff=backoff)
     if size is not None and info.size is not None and info.size != size:
-        hint = ""
-        if "html" in info.content_type or info.final_url not in ("", url):
-            hint = f" (an HTML page from {info.final_url}: login expired or no access?)"
+        notes = []
+        if "html" in info.content_type:
+            notes.append("an HTML page")
+        if info.final_url not in ("", url):
+            notes.append(f"redirected to {info.final_url}")
+        hint = f" ({', '.join(notes)}: login expired or no access?)" if notes else ""
         raise DownloadError(
             f"{dest.name}: {url} serves {info.size} bytes{hint}, the archive table says {size}"
         )
