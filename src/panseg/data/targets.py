@@ -2,13 +2,18 @@
 
 Gives arrays identical to :func:`panseg.data.targets_reference.reference_targets` (and, for the
 ``"detectron2"`` variant, to detectron2's ``PanopticDeepLabTargetGenerator`` under NumPy 2; see
-``docs/data.md`` for the behaviour and its sources) without a per-segment pass over the image:
+``docs/data.md`` for the behaviour and its sources) without a per-segment pass over the image.
 
-* segments are found with one ``bincount`` over the panoptic values (``np.unique`` when values
-  are too large for a dense table), giving a small per-segment table (class, crowd, thing,
-  area, center) and one gather from value to segment index per pixel;
-* per-pixel targets are gathers from that table (semantic class, weights);
-* center sums are ``bincount`` over the thing pixels only, and offsets are written only there;
+The label is run-length encoded along rows (one comparison pass); everything else works on
+runs, whose number is a small fraction of the pixels for real labels:
+
+* segments are the distinct run values (a dense ``bincount`` table, ``np.unique`` for huge
+  values), giving a per-segment table (class, crowd, thing, area, mass centre); areas and
+  coordinate sums are exact integer sums over runs (``len``, ``len·y``, ``len·x0 +
+  len(len-1)/2``), so the centres equal ``np.mean`` of the pixel coordinates;
+* per-pixel maps whose value is constant on a run (semantic, the three weights, the y offset)
+  are ``np.repeat`` of per-run values;
+* the x offset, which varies along a run, is computed on centre-bearing pixels only;
 * each Gaussian is max-merged into its own (6σ+3)² window, which is local work.
 """
 
@@ -90,25 +95,19 @@ class PanopticTargetGenerator:
         )
 
     # ------------------------------------------------------------------ helpers
-    def _thing_mask(self, flat: np.ndarray, semantic: np.ndarray) -> np.ndarray:
-        """Boolean mask of thing pixels: a few range tests, or a class lookup when the thing
-        ids form many runs."""
-        runs = _runs(sorted(self.thing_ids))
-        if not runs:
-            return np.zeros(flat.shape, dtype=bool)
-        if len(runs) > 4:
-            top = int(semantic.max()) if semantic.size else 0
-            lut = np.zeros(max(top, max(self.thing_ids)) + 1, dtype=bool)
-            lut[list(self.thing_ids)] = True
-            return lut[semantic]
-        mask = None
-        for lo, hi in runs:
-            # lo*div <= v < (hi+1)*div, as one unsigned comparison
-            part = (flat - lo * self.label_divisor).view(_unsigned(flat.dtype)) < (
-                (hi - lo + 1) * self.label_divisor
-            )
-            mask = part if mask is None else mask | part
-        return mask
+    def _segments(self, run_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct values of the runs and each run's index into them."""
+        if run_values.size == 0:
+            return run_values[:0], run_values[:0].astype(np.int64)
+        lo, hi = int(run_values.min()), int(run_values.max())
+        if hi - lo < _DENSE_LIMIT:
+            shifted = run_values - lo
+            present = np.flatnonzero(np.bincount(shifted, minlength=hi - lo + 1))
+            lut = np.zeros(hi - lo + 1, dtype=np.int64)
+            lut[present] = np.arange(present.size)
+            return present + lo, lut[shifted]
+        values, inverse = np.unique(run_values, return_inverse=True)
+        return values, inverse.reshape(-1)
 
     def __call__(self, panoptic: np.ndarray) -> dict[str, np.ndarray]:
         """Targets for one panoptic label.
@@ -130,103 +129,89 @@ class PanopticTargetGenerator:
                 f"{panoptic.shape}"
             )
         height, width = panoptic.shape
-        shape = (height, width)
-        flat = panoptic.reshape(-1)
-        if flat.size:
-            low, high = int(flat.min()), int(flat.max())
-            if low < 0:
-                raise ValueError(f"panoptic label has a negative value {low}")
-        else:
-            high = 0
-        flat = flat.astype(np.int32 if high < 1 << 31 else np.int64, copy=False)
+        n = height * width
+        flat = np.ascontiguousarray(panoptic).reshape(-1)
+        if n and int(flat.min()) < 0:
+            raise ValueError(f"panoptic label has a negative value {int(flat.min())}")
+        if n and flat.dtype.itemsize > 4 and int(flat.max()) < 1 << 31:
+            flat = flat.astype(np.int32)
+
+        # Row-wise runs of equal values.
+        change = np.empty(n, dtype=bool)
+        if n:
+            change[0] = True
+            np.not_equal(flat[1:], flat[:-1], out=change[1:])
+            change[::width] = True
+        starts = np.flatnonzero(change)
+        lens = np.diff(starts, append=n)
+        run_y = starts // max(width, 1)
+        run_x = starts - run_y * width
+        values, run_seg = self._segments(flat[starts].astype(np.int64))
+
+        # Per-segment table.
         divisor, ignore = self.label_divisor, self.ignore_label
-
-        semantic = np.empty(flat.shape, dtype=np.int64)
-        if divisor & (divisor - 1) == 0:
-            np.right_shift(flat, divisor.bit_length() - 1, out=semantic, casting="unsafe")
-        else:
-            np.floor_divide(flat, divisor, out=semantic, casting="unsafe")
-        thing = self._thing_mask(flat, semantic)
-        center_weights = np.empty(flat.shape, dtype=np.float32)
-        semantic_weights = np.ones(flat.shape, dtype=np.float32)
-        offset_weights = np.zeros(flat.shape, dtype=np.float32)
-
+        category = values // divisor
+        instance = values % divisor
+        void = category == ignore
+        is_thing = np.isin(category, np.fromiter(self.thing_ids, dtype=np.int64))
+        crowd = is_thing & (instance == 0)
         if self.variant == "detectron2":
-            # Every thing pixel (crowd included) gets a centre and an offset.
-            pixels = np.flatnonzero(thing)
-            np.not_equal(semantic, ignore, out=center_weights, casting="unsafe")
+            hide = crowd & self.ignore_crowd_in_semantic
+            sem_lut = np.where(void | hide, ignore, category)
+            cw_lut = ~void & ~crowd
+            ow_lut = cw_lut & is_thing if self.ignore_stuff_in_offset else cw_lut
+            has_center = is_thing & ~void  # crowd included
         else:
-            valid = semantic != ignore
-            inst0 = (flat % divisor) == 0
-            crowd = thing & inst0
-            np.copyto(center_weights, valid & ~crowd, casting="unsafe")
-            np.copyto(offset_weights, thing & ~crowd, casting="unsafe")
-            pixels = np.flatnonzero(valid & ~inst0)
+            sem_lut = category
+            cw_lut = ~void & ~crowd
+            ow_lut = is_thing & ~crowd
+            has_center = ~void & (instance != 0)
+        areas = np.bincount(run_seg, weights=lens, minlength=values.size).astype(np.int64)
+        sw_lut = np.ones(values.size, dtype=np.float32)
+        sw_lut[has_center & (areas < self.small_instance_area)] = self.small_instance_weight
 
-        # Segments among the centre-bearing pixels: a dense table over their value range.
-        vals = flat[pixels]
-        if vals.size:
-            lo, hi = int(vals.min()), int(vals.max())
-        else:
-            lo, hi = 0, 0
-        if hi - lo < _DENSE_LIMIT:
-            counts = np.bincount(vals - lo, minlength=hi - lo + 1)
-            present = np.flatnonzero(counts)
-            values, areas = present + lo, counts[present]
-            lut = np.zeros(hi - lo + 1, dtype=np.int32)
-            lut[present] = np.arange(present.size, dtype=np.int32)
-            seg = lut[vals - lo]
-        else:
-            values, seg, areas = np.unique(vals, return_inverse=True, return_counts=True)
-            seg = seg.reshape(-1)
-        sw_lut = np.where(areas < self.small_instance_area, self.small_instance_weight, 1.0)
-        if (sw_lut != 1).any():
-            semantic_weights[pixels] = sw_lut.astype(np.float32)[seg]
-
-        if self.variant == "detectron2":
-            seg_crowd = (values % divisor) == 0
-            if seg_crowd.any():
-                keep = (~seg_crowd).astype(np.float32)[seg]
-                center_weights[pixels] = keep
-                if self.ignore_crowd_in_semantic:
-                    semantic[pixels[seg_crowd[seg]]] = ignore
-            else:
-                keep = np.float32(1)
-            if self.ignore_stuff_in_offset:
-                offset_weights[pixels] = keep
-            else:
-                np.copyto(offset_weights, center_weights)
-
-        out = {
-            "semantic": semantic.reshape(shape),
-            "semantic_weights": semantic_weights.reshape(shape),
-            "center": np.zeros((1, height, width), dtype=np.float32),
-            "center_weights": center_weights.reshape(shape),
-            "offset": np.zeros((2, height, width), dtype=np.float32),
-            "offset_weights": offset_weights.reshape(shape),
-        }
-        if values.size == 0:
-            return out
-
-        # Mass centres (exact: integer sums in float64), then offsets on those pixels only.
-        py, px = np.divmod(pixels, width)
-        cy = np.bincount(seg, weights=py, minlength=values.size) / areas
-        cx = np.bincount(seg, weights=px, minlength=values.size) / areas
+        # Mass centres: exact integer sums over runs, divided once (as np.mean does).
+        centered = has_center[run_seg]
+        c_runs = np.flatnonzero(centered)
+        c_seg, c_len = run_seg[c_runs], lens[c_runs]
+        c_y, c_x = run_y[c_runs], run_x[c_runs]
+        safe = np.maximum(areas, 1)
+        cy = np.bincount(c_seg, weights=c_len * c_y, minlength=values.size) / safe
+        x_sum = c_len * c_x + c_len * (c_len - 1) // 2
+        cx = np.bincount(c_seg, weights=x_sum, minlength=values.size) / safe
         ry = np.rint(cy).astype(np.int64)  # round half to even, as Python's round()
         rx = np.rint(cx).astype(np.int64)
-        if self.variant == "detectron2":
-            dy = (cy[seg] - py).astype(np.float32)
-            dx = (cx[seg] - px).astype(np.float32)
-        else:  # DeepLab2: integer offsets to the rounded centre
-            dy = (ry[seg] - py).astype(np.float32)
-            dx = (rx[seg] - px).astype(np.float32)
-        out["offset"][0].reshape(-1)[pixels] = dy
-        out["offset"][1].reshape(-1)[pixels] = dx
 
+        shape = (height, width)
+        offset = np.empty((2, height, width), dtype=np.float32)
+        dy_run = np.zeros(starts.size, dtype=np.float32)
+        if self.variant == "detectron2":
+            dy_run[c_runs] = cy[c_seg] - c_y
+        else:  # DeepLab2: integer offsets to the rounded centre
+            dy_run[c_runs] = ry[c_seg] - c_y
+        offset[0] = np.repeat(dy_run, lens).reshape(shape)
+        offset[1] = 0
+        if c_runs.size:
+            total = int(c_len.sum())
+            first = np.cumsum(c_len) - c_len  # position of each run in the centred pixels
+            step = np.arange(total, dtype=np.int64)
+            pixel = np.repeat(starts[c_runs] - first, c_len) + step
+            x = np.repeat(c_x - first, c_len) + step
+            target_x = cx if self.variant == "detectron2" else rx
+            offset[1].reshape(-1)[pixel] = np.repeat(target_x[c_seg], c_len) - x
+
+        out = {
+            "semantic": np.repeat(sem_lut[run_seg], lens).reshape(shape),
+            "semantic_weights": np.repeat(sw_lut[run_seg], lens).reshape(shape),
+            "center": np.zeros((1, height, width), dtype=np.float32),
+            "center_weights": np.repeat(cw_lut.astype(np.float32)[run_seg], lens).reshape(shape),
+            "offset": offset,
+            "offset_weights": np.repeat(ow_lut.astype(np.float32)[run_seg], lens).reshape(shape),
+        }
         heat = out["center"][0]
         reach = 3 * self.sigma + 1
         size = self._kernel32.shape[0]
-        for s in range(values.size):
+        for s in np.flatnonzero(has_center & (areas > 0)):
             top, left = int(ry[s]) - reach, int(rx[s]) - reach
             y0, y1 = max(top, 0), min(top + size, height)
             x0, x1 = max(left, 0), min(left + size, width)
@@ -235,18 +220,3 @@ class PanopticTargetGenerator:
                 window, self._kernel32[y0 - top : y1 - top, x0 - left : x1 - left], out=window
             )
         return out
-
-
-def _runs(ids: list[int]) -> list[tuple[int, int]]:
-    """Sorted ids as inclusive runs of consecutive integers."""
-    runs: list[tuple[int, int]] = []
-    for i in ids:
-        if runs and runs[-1][1] + 1 == i:
-            runs[-1] = (runs[-1][0], i)
-        else:
-            runs.append((i, i))
-    return runs
-
-
-def _unsigned(dtype: np.dtype) -> type:
-    return np.uint32 if np.dtype(dtype).itemsize == 4 else np.uint64
