@@ -57,14 +57,18 @@ def _extract_members(archive: Path, dest: Path, *, workers: int, progress: bool,
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise ExtractError(f"{archive.name}: not a readable zip ({exc})") from exc
-    files = []
+    files: list[zipfile.ZipInfo] = []
+    targets: dict[str, Path] = {}
+    made: set[Path] = set()
     for info in infos:
-        rel = _safe_name(archive, info.filename)
-        if info.is_dir():
-            (dest / rel).mkdir(parents=True, exist_ok=True)
-        else:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        target = dest / _safe_name(archive, info.filename)
+        folder = target if info.is_dir() else target.parent
+        if folder not in made:  # one mkdir per directory, not per member
+            folder.mkdir(parents=True, exist_ok=True)
+            made.add(folder)
+        if not info.is_dir():
             files.append(info)
+            targets[info.filename] = target
     errors: list[BaseException] = []
     stop = threading.Event()
     bar = tqdm(total=sum(i.file_size for i in files), unit="B", unit_scale=True, desc=desc,
@@ -76,9 +80,8 @@ def _extract_members(archive: Path, dest: Path, *, workers: int, progress: bool,
                 for info in chunk:
                     if stop.is_set():
                         return
-                    target = dest / _safe_name(archive, info.filename)
                     try:
-                        with zf.open(info) as src, open(target, "wb") as dst:
+                        with zf.open(info) as src, open(targets[info.filename], "wb") as dst:
                             shutil.copyfileobj(src, dst, 1 << 20)
                     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                         raise ExtractError(
