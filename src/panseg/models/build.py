@@ -152,7 +152,7 @@ def build_model(
     num_classes: int,
     use_dsconv: bool,
     output_stride: int = 16,
-    multi_grid: tuple[int, ...] | None = (1, 2, 4),
+    multi_grid: tuple[int, ...] | None = None,
     norm: str = "BN",
     width_divisor: int = 1,
     train_size: tuple[int, int] | None = (512, 1024),
@@ -162,7 +162,8 @@ def build_model(
 
     ``backbone`` is a name from ``panseg.models.backbones.base.BACKBONES`` or a module that
     follows the backbone protocol. ``width_divisor`` > 1 shrinks the named backbones (tests
-    only). ``train_size`` (training crop, H, W) sets the ASPP pooling kernel to
+    only). ``multi_grid`` None uses the ResNet default ((1, 2, 4) for three res5 blocks).
+    ``train_size`` (training crop, H, W) sets the ASPP pooling kernel to
     ``train_size / stride`` as detectron2 does; None pools globally. Other keyword arguments
     go to :class:`PanopticDeepLab`.
     """

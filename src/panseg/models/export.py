@@ -4,6 +4,7 @@ Both exports take the normalised image batch (N×3×H×W float32) and return the
 ``(semantic, center, offset)`` -- the same tensors as ``model(images)`` in eval mode. They are
 traced at the example's spatial size: padding, the ASPP pooling window and the crop are fixed
 to that size (the batch dimension stays dynamic in ONNX), so export once per deployment size.
+TorchScript is deprecated from torch 2.13 on (it still works; the warnings are silenced here).
 ONNX uses the TorchScript-based exporter (``dynamo=False``) at opset 17; it needs the ``onnx``
 package (``pip install panseg[export]``), and the check needs ``onnxruntime``.
 """
@@ -46,10 +47,13 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path
     model.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in 2.13
         traced = torch.jit.trace(TupleOutputs(model).eval(), (example,), check_trace=False)
     tmp = _atomic_target(path)
     try:
-        torch.jit.save(traced, str(tmp))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.save(traced, str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

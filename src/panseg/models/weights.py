@@ -222,7 +222,7 @@ def remap_state_dict(
         if tuple(value.shape) != tuple(ref.shape):
             shapes.append(f"{skey}: {tuple(value.shape)} vs panseg {key}: {tuple(ref.shape)}")
             continue
-        out[key] = value.to(dtype=ref.dtype).clone()
+        out[key] = value.to(dtype=ref.dtype)
         used.add(skey)
     unused = [
         k for k in source
