@@ -27,6 +27,7 @@ from importlib import resources
 
 import numpy as np
 
+from panseg import fsio
 from panseg.datasets.base import Problem, RawExample, Segment
 from panseg.datasets.info import ClassInfo, DatasetInfo
 
@@ -96,17 +97,17 @@ class CocoPanopticSource:
         return item.key
 
     def annotation_json(self, split: str) -> str:
-        return os.path.join(self.root, "annotations", f"panoptic_{split}2017.json")
+        return fsio.join(self.root, "annotations", f"panoptic_{split}2017.json")
 
     def list_split(self, split: str) -> tuple[list[CocoItem], list[Problem]]:
         """Sorted items of ``split`` and every problem visible without decoding pixels."""
         if split not in COCO_SPLITS:
             raise ValueError(f"unknown COCO split {split!r}; expected one of {COCO_SPLITS}")
-        image_dir = os.path.join(self.root, f"{split}2017")
-        if not os.path.isdir(image_dir):
+        image_dir = fsio.join(self.root, f"{split}2017")
+        if not fsio.isdir(image_dir):
             return [], [Problem(image_dir, "image directory not found")]
         images = sorted(
-            os.path.join(image_dir, name) for name in os.listdir(image_dir) if name.endswith(".jpg")
+            fsio.join(image_dir, name) for name in fsio.listdir(image_dir) if name.endswith(".jpg")
         )
         if split == "test":
             return [CocoItem(_stem(p), p, None, None) for p in images], []
@@ -114,7 +115,7 @@ class CocoPanopticSource:
         json_path = self.annotation_json(split)
         problems: list[Problem] = []
         annotations = _read_annotations(json_path, problems)
-        png_dir = os.path.join(self.root, "annotations", f"panoptic_{split}2017")
+        png_dir = fsio.join(self.root, "annotations", f"panoptic_{split}2017")
         items: list[CocoItem] = []
         image_stems = set()
         for path in images:
@@ -123,11 +124,11 @@ class CocoPanopticSource:
             entry = annotations.get(stem)
             if entry is None:
                 problems.append(
-                    Problem(path, f"no annotation in {os.path.basename(json_path)}", item=stem)
+                    Problem(path, f"no annotation in {fsio.basename(json_path)}", item=stem)
                 )
                 continue
             items.append(
-                CocoItem(stem, path, os.path.join(png_dir, entry["file_name"]), entry["segments"])
+                CocoItem(stem, path, fsio.join(png_dir, entry["file_name"]), entry["segments"])
             )
         for stem in sorted(set(annotations) - image_stems):
             problems.append(
@@ -141,8 +142,7 @@ class CocoPanopticSource:
         return items, problems
 
     def load(self, item: CocoItem) -> RawExample:
-        with open(item.image_path, "rb") as f:
-            image_bytes = f.read()
+        image_bytes = fsio.read_bytes(item.image_path)
         read_ids = None
         if item.label_path is not None:
             label_path = item.label_path
@@ -172,7 +172,7 @@ def read_rgb_segment_ids(path: str) -> np.ndarray:
     """
     from PIL import Image
 
-    with Image.open(path) as image:
+    with fsio.open(path, "rb") as f, Image.open(f) as image:
         if image.mode != "RGB":
             raise ValueError(f"panoptic PNG must be RGB, got mode {image.mode}")
         rgb = np.asarray(image)
@@ -190,7 +190,7 @@ def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:
 
 
 def _stem(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
+    return os.path.splitext(fsio.basename(path))[0]
 
 
 def _read_annotations(json_path: str, problems: list[Problem]) -> dict[str, dict]:
@@ -200,8 +200,7 @@ def _read_annotations(json_path: str, problems: list[Problem]) -> dict[str, dict
     class) belong to the encoder, which knows the class map.
     """
     try:
-        with open(json_path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(fsio.read_bytes(json_path).decode("utf-8"))
     except FileNotFoundError:
         problems.append(Problem(json_path, "annotation JSON not found"))
         return {}
