@@ -123,3 +123,18 @@ def test_color_jitter_changes_image_only():
         ColorJitter(brightness=2.0)
     with pytest.raises(ValueError, match="uint8"):
         Compose([])({"image": np.zeros((4, 4, 3), np.float32)}, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fused_resize_crop_matches_resize_then_crop(seed):
+    sample = block_sample(h=64, w=96, seed=seed)
+    sample["image"] = np.random.default_rng(seed).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    steps = [RandomScale(0.5, 2.0), RandomCrop(48, 64, label_fill=VOID)]
+    fused = Compose(steps)(sample, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    eager = sample
+    for t in steps:  # called one by one: full resize, then crop
+        eager = t(eager, rng)
+    np.testing.assert_array_equal(fused["panoptic"], eager["panoptic"])
+    diff = np.abs(fused["image"].astype(int) - eager["image"].astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.5

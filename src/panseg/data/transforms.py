@@ -9,7 +9,10 @@ augmentation depends only on the seed it was given, never on worker or process s
 Geometry is applied to image and label together: bilinear (Pillow, the resampling detectron2's
 ``ResizeTransform`` uses) for the image, nearest for the label by index gathering, so label
 values are only ever copied from the input. Both use the pixel-centre convention
-(``src = (dst + 0.5) * in / out - 0.5``), which keeps them aligned.
+(``src = (dst + 0.5) * in / out - 0.5``), which keeps them aligned. Inside :class:`Compose`, a
+resize followed by :class:`RandomCrop` is fused: the crop is drawn in the resized frame and
+only its window is resampled (labels identical to resize-then-crop, images within Pillow's
+rounding), which saves most of the work when scaling up.
 
 Defaults follow detectron2's Panoptic-DeepLab configs (``projects/Panoptic-DeepLab/configs``):
 Cityscapes trains on short side 512..2048 (scale 0.5..2.0 of 1024×2048) with a 512×1024 crop,
@@ -81,6 +84,25 @@ def resize_label(label: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(label[rows][:, cols])
 
 
+def resize_image_window(
+    image: np.ndarray, height: int, width: int, top: int, left: int, ch: int, cw: int
+) -> np.ndarray:
+    """The window ``[top:top+ch, left:left+cw]`` of ``image`` resized to height×width,
+    resampled directly from the source (Pillow's bilinear with a source box).
+
+    Equals resizing the whole image and cropping up to Pillow's fixed-point rounding (at most
+    a couple of grey levels) at a fraction of the cost when upscaling.
+    Args: image uint8 H×W×3. Returns uint8 ch×cw×3.
+    """
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image[top : top + ch, left : left + cw]
+    sy, sx = h / height, w / width
+    box = (left * sx, top * sy, (left + cw) * sx, (top + ch) * sy)
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    return np.asarray(pil.resize((cw, ch), Image.BILINEAR, box=box))
+
+
 def _resize(sample: Sample, height: int, width: int) -> Sample:
     out = dict(sample)
     out["image"] = resize_image(sample["image"], height, width)
@@ -97,8 +119,19 @@ class Compose:
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         sample = _as_numpy(sample)
-        for t in self.transforms:
-            sample = t(sample, rng)
+        steps = self.transforms
+        i = 0
+        while i < len(steps):
+            t = steps[i]
+            nxt = steps[i + 1] if i + 1 < len(steps) else None
+            if hasattr(t, "target_size") and isinstance(nxt, RandomCrop):
+                # Resize then crop, fused: only the crop window is resampled.
+                size = t.target_size(*sample["image"].shape[:2], rng)
+                sample = nxt(sample, rng, resize_to=size)
+                i += 2
+            else:
+                sample = t(sample, rng)
+                i += 1
         return sample
 
     def __repr__(self) -> str:
@@ -124,10 +157,12 @@ class RandomScale:
             return self.min_scale + self.step * int(rng.integers(count))
         return float(rng.uniform(self.min_scale, self.max_scale))
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+    def target_size(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int]:
         factor = self.draw(rng)
-        h, w = sample["image"].shape[:2]
-        return _resize(sample, max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5)))
+        return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        return _resize(sample, *self.target_size(*sample["image"].shape[:2], rng))
 
     def __repr__(self) -> str:
         return f"RandomScale({self.min_scale}, {self.max_scale}, step={self.step})"
@@ -158,13 +193,15 @@ class ResizeShortestEdge:
             newh, neww = newh * scale, neww * scale
         return int(newh + 0.5), int(neww + 0.5)
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+    def target_size(self, h: int, w: int, rng: np.random.Generator) -> tuple[int, int]:
         if self.sample_style == "range":
             short = int(rng.integers(self.lengths[0], self.lengths[1] + 1))
         else:
             short = self.lengths[int(rng.integers(len(self.lengths)))]
-        h, w = sample["image"].shape[:2]
-        return _resize(sample, *self.output_shape(h, w, short, self.max_size))
+        return self.output_shape(h, w, short, self.max_size)
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        return _resize(sample, *self.target_size(*sample["image"].shape[:2], rng))
 
     def __repr__(self) -> str:
         return f"ResizeShortestEdge({self.lengths}, max_size={self.max_size})"
@@ -191,21 +228,36 @@ class RandomCrop:
         self.label_fill = int(label_fill)
         self.image_fill = np.asarray(image_fill, dtype=np.uint8).reshape(3)
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+    def __call__(
+        self,
+        sample: Sample,
+        rng: np.random.Generator,
+        resize_to: tuple[int, int] | None = None,
+    ) -> Sample:
+        """Crop ``sample``; with ``resize_to``, crop the sample as if first resized to that size
+        (the window is resampled directly, see :func:`resize_image_window`)."""
         image = sample["image"]
-        h, w = image.shape[:2]
+        h, w = resize_to if resize_to is not None else image.shape[:2]
         top = int(rng.integers(max(h - self.height, 0) + 1))
         left = int(rng.integers(max(w - self.width, 0) + 1))
-        out = dict(sample)
         ch, cw = min(self.height, h - top), min(self.width, w - left)
+        out = dict(sample)
         crop = np.empty((self.height, self.width, 3), dtype=np.uint8)
         crop[...] = self.image_fill
-        crop[:ch, :cw] = image[top : top + ch, left : left + cw]
+        if resize_to is None:
+            crop[:ch, :cw] = image[top : top + ch, left : left + cw]
+        else:
+            crop[:ch, :cw] = resize_image_window(image, h, w, top, left, ch, cw)
         out["image"] = crop
         if "panoptic" in sample:
             label = sample["panoptic"]
             lab = np.full((self.height, self.width), self.label_fill, dtype=label.dtype)
-            lab[:ch, :cw] = label[top : top + ch, left : left + cw]
+            if resize_to is None:
+                lab[:ch, :cw] = label[top : top + ch, left : left + cw]
+            else:
+                rows = nearest_indices(label.shape[0], h)[top : top + ch]
+                cols = nearest_indices(label.shape[1], w)[left : left + cw]
+                lab[:ch, :cw] = label[rows][:, cols]
             out["panoptic"] = lab
         return out
 
