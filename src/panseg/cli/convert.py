@@ -33,12 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "shards {split}-{k:05d}-of-{N:05d}.tfrecord, contiguous chunks, every shard file\n"
             "written. Shards are written atomically; a rerun skips complete shards. All problems\n"
             "are reported before anything is written (--strict), or skipped and listed\n"
-            "(--skip-invalid)."
+            "(--skip-invalid). --schema model-garden writes what TF Model Garden's\n"
+            "create_coco_tf_record.py writes (round-robin shards, 32 by default;\n"
+            "docs/model-garden.md). --class-map maps COCO onto another label space."
         ),
         examples=(
             "  panseg synth coco --out /tmp/coco && \\\n"
             "  panseg convert coco --root /tmp/coco --out /tmp/records --num-shards 4\n"
-            "  panseg convert coco --root /data/coco --out OUT --crowd keep --workers 16"
+            "  panseg convert coco --root /data/coco --out OUT --crowd keep --workers 16\n"
+            "  panseg convert coco --root /data/coco --out OUT --schema model-garden \\\n"
+            "      --include-masks --include-panoptic-masks --splits val --num-shards 8\n"
+            "  panseg convert coco --root /data/coco --out OUT --class-map coco_person_vehicle_animal"
         ),
         func=run_coco,
     )
@@ -52,13 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_garden_arguments(coco)
     coco.set_defaults(num_shards=None)  # 1000 (DeepLab2) or 32 (Model Garden), by schema
     register_cityscapes(sub)
+    from panseg.cli.merge import add_merge_command
+
+    add_merge_command(sub)
 
 
 def add_common_arguments(
-    parser: argparse.ArgumentParser, *, default_shards: int, default_splits: str
+    parser: argparse.ArgumentParser, *, default_shards: int, default_splits: str,
+    root: bool = True,
 ) -> None:
-    """Options every converter shares."""
-    parser.add_argument("--root", required=True, help="dataset root directory")
+    """Options every converter shares (``root=False``: no ``--root``, as in ``merge``)."""
+    if root:
+        parser.add_argument("--root", required=True, help="dataset root directory")
     parser.add_argument("--out", required=True, help="output directory (local path or URL)")
     parser.add_argument("--splits", default=default_splits, help="comma-separated splits")
     parser.add_argument("--num-shards", type=int, default=default_shards, help="shards per split")

@@ -203,6 +203,14 @@ class ClassMap:
             cat = find(entry, "ignore")
             if cat is not None:
                 assign(cat, IGNORE, "ignore")
+        if not named_by and not errors:
+            datasets = sorted(
+                {d for c in self.classes for d in c.sources} | set(self.ignore)
+            )
+            errors.append(
+                f"the map names no {dataset} category (its sources are for: "
+                f"{', '.join(datasets) or 'none'}); a map must say how {dataset} maps"
+            )
         unmapped = [c for c in categories if c.id not in table]
         if unmapped and self.unmapped == "error":
             listed = ", ".join(f"{c.name!r} (id {c.id})" for c in unmapped[:20])
