@@ -175,8 +175,10 @@ def read_rgb_segment_ids(path: str) -> np.ndarray:
     with fsio.open(path, "rb") as f, Image.open(f) as image:
         if image.mode != "RGB":
             raise ValueError(f"panoptic PNG must be RGB, got mode {image.mode}")
-        rgb = np.asarray(image)
-    return rgb_to_ids(rgb)
+        width, height = image.size
+        # Packed as RGBX, each pixel is one little-endian uint32 R + 256 G + 65536 B + X * 2**24.
+        packed = np.frombuffer(image.tobytes("raw", "RGBX"), dtype="<u4").reshape(height, width)
+    return packed & np.uint32(0xFFFFFF)
 
 
 def rgb_to_ids(rgb: np.ndarray) -> np.ndarray:

@@ -68,12 +68,15 @@ class TFRecordWriter:
 
     def write(self, data: bytes) -> int:
         """Append one record; returns its byte offset."""
-        record = frame(data)
-        self._file.write(record)
-        self._crc.update(record)
+        length = struct.pack("<Q", len(data))
+        header = length + struct.pack("<I", masked_crc32c(length))
+        footer = _FOOTER.pack(masked_crc32c(data))
+        for part in (header, data, footer):  # no concatenated copy of a large record
+            self._file.write(part)
+            self._crc.update(part)
         offset = self._position
         self.offsets.append(offset)
-        self._position += len(record)
+        self._position += len(header) + len(data) + len(footer)
         return offset
 
     @property
