@@ -290,3 +290,15 @@ def test_empty_and_all_void_images():
     assert res["images"] == 2
     assert res["panoptic"]["All"] == {"pq": None, "sq": None, "rq": None, "n": 0}
     assert res["semantic"]["miou"] is None
+
+
+def test_ids_beyond_the_lookup_table_use_the_sorted_fallback():
+    import dataclasses
+
+    big = dataclasses.replace(INFO, label_divisor=10**6)  # ids up to 255 * 10**6 > 2**24
+    rng = np.random.default_rng(13)
+    small_ev, big_ev = PanopticEvaluator(INFO), PanopticEvaluator(big)
+    for pred, gt in (random_cityscapes_pair(rng) for _ in range(3)):
+        small_ev.update(pred, gt)
+        big_ev.update(pred // 1000 * 10**6 + pred % 1000, gt // 1000 * 10**6 + gt % 1000)
+    assert big_ev.summarize() == small_ev.summarize()
