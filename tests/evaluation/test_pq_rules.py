@@ -208,3 +208,9 @@ def test_missing_gt_field_is_an_error():
 
 def test_categories_are_the_test_fixture():
     assert [c.id for c in CATS] == [c["id"] for c in CATEGORIES]
+
+
+def test_negative_json_ids_never_alias_a_pixel_id():
+    # a GT id of -1 in the JSON matches no pixel: it is a false negative, pixel id 5 is unlisted
+    s = stats_of([5, 5], [3, 3], [seg(-1, 1, 2)], [seg(3, 1)])
+    assert counts(s, K_PERSON) == (0, 1, 1)

@@ -134,7 +134,8 @@ class IdIndexer:
         if len(keys):
             top = max(top, int(keys.max()))
         biggest = max(int(values.max(initial=0)), missing) * scale
-        if top < _LUT_LIMIT and biggest < 1 << 30:
+        negative = bool(len(keys)) and int(keys.min()) < 0  # never in an id map; no table slot
+        if top < _LUT_LIMIT and biggest < 1 << 30 and not negative:
             if self._lut.shape[0] <= top:
                 size = min(_LUT_LIMIT, max(top + 1, 2 * self._lut.shape[0]))
                 self._lut = np.zeros(size, np.int32)
