@@ -104,23 +104,28 @@ def _pct(value: float | None) -> str:
 
 
 def print_pq(result: dict[str, Any], per_class: bool = True) -> None:
-    """The All / Things / Stuff table (panopticapi's layout), then one row per category."""
-    if per_class:
-        print(f"{'id':>5s} {'category':24s} {'kind':5s}|  PQ     SQ     RQ  {'TP':>6s} {'FP':>6s} {'FN':>6s}")
-        for cat, row in result["per_class"].items():
-            kind = "thing" if row["isthing"] else "stuff"
-            counted = row["tp"] + row["fp"] + row["fn"] > 0  # else left out of the means
-            print(
-                f"{cat:>5} {row['name'][:24]:24s} {kind:5s}| "
-                + "  ".join(_pct(row[k] if counted else None) for k in ("pq", "sq", "rq"))
-                + f" {row['tp']:6d} {row['fp']:6d} {row['fn']:6d}"
-            )
-        print("-" * 74)
+    """All / Things / Stuff (panopticapi's layout), then one row per category."""
     print(f"{'':10s}| {'PQ':>5s}  {'SQ':>5s}  {'RQ':>5s} {'N':>5s}")
     print("-" * 38)
     for name in ("All", "Things", "Stuff"):
         g = result[name]
         print(f"{name:10s}| {_pct(g['pq'])}  {_pct(g['sq'])}  {_pct(g['rq'])} {g['n']:5d}")
+    if not per_class:
+        return
+    print()
+    print(
+        f"{'id':>5s} {'category':24s} {'kind':5s}| {'PQ':>5s}  {'SQ':>5s}  {'RQ':>5s} "
+        f"{'TP':>6s} {'FP':>6s} {'FN':>6s}"
+    )
+    print("-" * 74)
+    for cat, row in result["per_class"].items():
+        kind = "thing" if row["isthing"] else "stuff"
+        counted = row["tp"] + row["fp"] + row["fn"] > 0  # else left out of the means
+        print(
+            f"{cat:>5} {row['name'][:24]:24s} {kind:5s}| "
+            + "  ".join(_pct(row[k] if counted else None) for k in ("pq", "sq", "rq"))
+            + f" {row['tp']:6d} {row['fp']:6d} {row['fn']:6d}"
+        )
 
 
 def write_json(path: str, result: dict[str, Any]) -> None:
