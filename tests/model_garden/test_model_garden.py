@@ -288,3 +288,18 @@ def test_image_without_panoptic_annotation_is_a_problem(tmp_path, capsys):
     assert main(["convert", "coco", "--root", root, "--out", str(tmp_path / "o"), "--schema",
                  "model-garden", "--splits", "val", "--workers", "1", "--no-progress"]) == 1
     assert "has no panoptic annotation" in capsys.readouterr().err
+
+
+def test_segment_index_paths_agree():
+    from panseg.records.deeplab2 import lookup_segments
+    from panseg.records.model_garden import segment_index
+
+    rng = np.random.default_rng(1)
+    for k in (0, 1, 30, 254, 300):
+        seg_ids = rng.choice(np.arange(1, 1 << 24), size=k, replace=False).astype(np.uint32)
+        pool = np.concatenate([seg_ids, np.array([0, 7, (1 << 24) + 5, 2**32 - 1], np.uint32)])
+        ids = rng.choice(pool, size=(9, 11)).astype(np.uint32)
+        expected = lookup_segments(ids, seg_ids)
+        np.testing.assert_array_equal(segment_index(ids, seg_ids), expected)
+        again = segment_index(ids, seg_ids)  # the per-process table was reset
+        np.testing.assert_array_equal(again, expected)

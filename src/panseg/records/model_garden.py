@@ -115,6 +115,44 @@ def segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarr
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
+_ID_LIMIT = 1 << 24  # COCO panoptic ids are R + 256 G + 65536 B
+_index_table: np.ndarray | None = None
+
+
+def segment_index(
+    ids: np.ndarray, segment_ids: np.ndarray, *, unlisted_255: bool = False
+) -> np.ndarray:
+    """Index of each pixel's id in ``segment_ids``, or ``K`` when it is not listed
+    (or 255 on the ``uint8`` path when ``unlisted_255``: one pass less).
+
+    Args:
+        ids: ``uint32 (H, W)``.
+        segment_ids: ``uint32 (K,)``, distinct.
+
+    Returns:
+        ``(H, W)`` indices in ``[0, K]``: ``uint8`` when ``K < 255`` and every id is below
+        2**24 (one gather from a per-process 16 MiB table, set and reset per call), else
+        ``intp`` from :func:`panseg.records.deeplab2.lookup_segments`.
+    """
+    global _index_table
+    k = len(segment_ids)
+    if k >= 255 or (k and int(segment_ids.max()) >= _ID_LIMIT):
+        return lookup_segments(ids, segment_ids)
+    if _index_table is None:
+        _index_table = np.full(_ID_LIMIT + 1, 255, dtype=np.uint8)
+    table = _index_table
+    table[segment_ids] = np.arange(k, dtype=np.uint8)
+    table[_ID_LIMIT] = k
+    try:
+        index = np.take(table, ids, mode="clip")  # ids >= 2**24 read the last entry: K
+    finally:
+        table[segment_ids] = 255
+    if unlisted_255:
+        return index
+    index[index == 255] = k
+    return index
+
+
 def panoptic_masks(
     ids: np.ndarray,
     segment_ids: Sequence[int],
@@ -132,16 +170,24 @@ def panoptic_masks(
     Returns:
         ``(semantic, category, instance, areas)``: three ``uint8 (H, W)`` maps (0 where the
         id is not listed) and ``int64 (K,)`` pixel counts per segment.
+
+    One index gather (:func:`segment_index`), then one gather of the three values packed in
+    a ``uint32``; the reference is :func:`panoptic_masks_reference`.
     """
-    index = lookup_segments(ids, np.asarray(segment_ids, dtype=np.uint32))
-    k = len(segment_ids)
+    seg = np.asarray(segment_ids, dtype=np.uint32)
+    k = len(seg)
+    index = segment_index(np.asarray(ids, dtype=np.uint32), seg, unlisted_255=True)
     areas = np.bincount(index.ravel(), minlength=k + 1)[:k]
-    out = []
-    for values in (semantic_values, category_values, instance_values):
-        table = np.zeros(k + 1, dtype=np.uint8)
-        table[:k] = np.asarray(values, dtype=np.int64)
-        out.append(table[index])
-    return out[0], out[1], out[2], areas
+    packed = np.zeros(256 if index.dtype == np.uint8 else k + 1, dtype="<u4")  # rest: void
+    for shift, values in enumerate((semantic_values, category_values, instance_values)):
+        packed[:k] |= np.asarray(values, dtype=np.uint32) << np.uint32(8 * shift)
+    planes = np.take(packed, index).view(np.uint8).reshape(*index.shape, 4)
+    return (
+        np.ascontiguousarray(planes[..., 0]),
+        np.ascontiguousarray(planes[..., 1]),
+        np.ascontiguousarray(planes[..., 2]),
+        areas,
+    )
 
 
 def panoptic_masks_reference(
