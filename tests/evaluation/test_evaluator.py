@@ -302,3 +302,13 @@ def test_ids_beyond_the_lookup_table_use_the_sorted_fallback():
         small_ev.update(pred, gt)
         big_ev.update(pred // 1000 * 10**6 + pred % 1000, gt // 1000 * 10**6 + gt % 1000)
     assert big_ev.summarize() == small_ev.summarize()
+
+
+def test_confusion_from_the_intersection_matrix_equals_the_pixel_confusion():
+    rng = np.random.default_rng(21)
+    ev = PanopticEvaluator(INFO)
+    expected = 0
+    for pred, gt in (random_cityscapes_pair(rng) for _ in range(4)):
+        ev.update(pred, gt)
+        expected = expected + confusion_matrix(pred // 1000, gt // 1000, ev.class_ids, 255)
+    np.testing.assert_array_equal(ev.confusion, expected)

@@ -16,7 +16,7 @@ With these rules the numbers equal panopticapi's ``pq_compute`` on the same segm
 PNG + JSON (GT ``area`` = pixel count), and cityscapesScripts' ``evalPanopticSemanticLabeling``
 on Cityscapes train ids (``ignore_label`` 255, ``label_divisor`` 1000: the Cityscapes mode is
 just that ``DatasetInfo``). The semantic part equals ``evalPixelLevelSemanticLabeling`` on train
-ids (see ``semantic.py``).
+ids (see ``semantic.py``); it is read off the same intersection matrix, summed by class.
 
 For several processes (DDP): every rank updates its own evaluator, then
 ``evaluator.merge(other)`` for each gathered ``other`` (an evaluator or its ``state_dict()``,
@@ -39,7 +39,7 @@ from panseg.evaluation.pq import (
     intersections,
     summarize_pq,
 )
-from panseg.evaluation.semantic import confusion_matrix, summarize_semantic
+from panseg.evaluation.semantic import summarize_semantic
 
 _BINCOUNT_LIMIT = 1 << 24
 
@@ -133,12 +133,12 @@ class PanopticEvaluator:
             num_categories=len(self.categories),
         )
         if self.semantic:
-            self.confusion += confusion_matrix(
-                pred.astype(np.int64, copy=False) // div,
-                gt.astype(np.int64, copy=False) // div,
-                self.class_ids,
-                self.info.ignore_label,
-            )
+            # every segment has one class, so the semantic confusion is the intersection
+            # matrix summed by (GT class, predicted class); GT VOID rows are not counted and
+            # predicted VOID is the "no class" column
+            k = len(self.class_ids)
+            pred_class = np.append(pred_cat, k)
+            np.add.at(self.confusion, (gt_cat[:, None], pred_class[None, :]), inter[:g, : p + 1])
         self.images += 1
 
     def _categories_of(self, sem: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
