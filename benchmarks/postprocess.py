@@ -41,9 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectron2", metavar="PATH", help="detectron2 checkout")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="256x512, few runs")
     args = parser.parse_args(argv)
 
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.coco:
         args.height, args.width, args.classes, args.things = 640, 640, 133, 80
         args.nms_kernel, args.stuff_area = 41, 4096

@@ -99,6 +99,8 @@ def test_norm_values_do_not_depend_on_tensor_shape() -> None:
     pick = torch.randperm(5000, generator=gen)[:777]
     part = torch.linalg.vector_norm(diff[:3, pick].permute(1, 0, 2).contiguous(), dim=-1)
     assert torch.equal(part, full[:3, pick].T)
+    # detectron2 calls torch.norm; panseg and its oracle call torch.linalg.vector_norm.
+    assert torch.equal(torch.norm(diff, dim=-1), full)
 
 
 def test_bad_arguments() -> None:

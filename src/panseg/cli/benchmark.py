@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--detectron2", metavar="PATH", help="detectron2 checkout to compare")
     parser.add_argument("--no-network", action="store_true", help="post-processing only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -86,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("--device cuda: torch sees no CUDA device")
     if args.device == "cuda" and args.detectron2 is None:
         raise CommandError("the spec oracle runs on CPU only; give --detectron2 with cuda")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     outputs = synthetic_outputs(
         args.height, args.width, args.classes, args.things, args.centers, seed=args.seed

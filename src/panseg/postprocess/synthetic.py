@@ -68,7 +68,7 @@ def synthetic_outputs(
     center = torch.zeros(height, width)
     dy = torch.randn(height, width, generator=gen) * 2.0
     dx = torch.randn(height, width, generator=gen) * 2.0
-    scale = max(4.0, min(height, width) / 12.0)
+    scale = max(4.0, min(height, width) / 20.0)  # about 15 % thing pixels, as Cityscapes
     for _ in range(num_instances):
         cy = float(torch.rand((), generator=gen)) * (height - 1)
         cx = float(torch.rand((), generator=gen)) * (width - 1)
