@@ -303,3 +303,20 @@ def test_segment_index_paths_agree():
         np.testing.assert_array_equal(segment_index(ids, seg_ids), expected)
         again = segment_index(ids, seg_ids)  # the per-process table was reset
         np.testing.assert_array_equal(again, expected)
+
+
+def test_decode_round_trip():
+    from panseg.records.model_garden import decode_model_garden
+
+    enc = ModelGardenEncoder(INFO, include_masks=True, include_panoptic_masks=True)
+    raw = raw_example([obj([0, 0, 2, 1], segmentation=[[0, 0, 2, 0, 2, 1, 0, 1]])],
+                      segments=SEGMENTS, ids=IDS, height=2, width=3)
+    dec = decode_model_garden(enc.encode(raw)[0])
+    assert dec.filename == "x.jpg" and dec.source_id == "42" and dec.image.shape == (2, 3, 3)
+    np.testing.assert_allclose(dec.boxes, [[0, 0, 0.5, 2 / 3]], rtol=1e-6)
+    assert dec.labels.tolist() == [PERSON] and dec.texts == ["person"]
+    assert dec.masks.shape == (1, 2, 3) and dec.masks.max() == 1
+    np.testing.assert_array_equal(dec.instance, [[0, 0, 2], [3, 0, 0]])
+    empty = decode_model_garden(ModelGardenEncoder(INFO).encode(raw_example())[0])
+    assert empty.boxes.shape == (0, 4) and empty.masks.shape == (0, 8, 10)
+    assert empty.semantic is None
