@@ -86,7 +86,7 @@ def test_predicted_locations_and_grouping_match_dense_reference() -> None:
     offsets = torch.randn(2, height, width, generator=gen) * 8
     centers = torch.tensor([[3, 4], [20, 40], [30, 10], [16, 23], [16, 24]])
     index = torch.arange(height * width)
-    points = predicted_locations(index, offsets)
+    points = predicted_locations(torch.stack((index // width, index % width), dim=1), offsets)
     got = assign_to_centers(centers, points, (height, width)) + 1
     assert torch.equal(got.view(height, width), reference_group(centers, offsets))
 
@@ -106,5 +106,7 @@ def test_norm_values_do_not_depend_on_tensor_shape() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="K >= 1"):
         assign_to_centers(torch.zeros(0, 2, dtype=torch.long), torch.zeros(3, 2), (4, 4))
+    with pytest.raises(ValueError, match="power of two"):
+        assign_to_centers(torch.zeros(1, 2, dtype=torch.long), torch.zeros(3, 2), (4, 4), cell=12)
     with pytest.raises(ValueError, match="float"):
         assign_to_centers(torch.zeros(1, 2, dtype=torch.long), torch.zeros(3, 2).long(), (4, 4))

@@ -35,11 +35,11 @@ __all__ = ["assign_to_centers", "predicted_locations"]
 _CHUNK_ELEMENTS = 1 << 21
 
 
-def predicted_locations(flat_index: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def predicted_locations(yx: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Predicted center locations ``(y + dy, x + dx)`` of selected pixels.
 
     Args:
-        flat_index: int64 [n], raster indices ``y * W + x`` into the H x W image.
+        yx: int64 [n, 2] pixel coordinates (y, x) inside the H x W image.
         offsets: float [2, H, W], (dy, dx) per pixel.
 
     Returns:
@@ -47,15 +47,14 @@ def predicted_locations(flat_index: torch.Tensor, offsets: torch.Tensor) -> torc
         ``arange(H, dtype) [y] + dy`` and ``arange(W, dtype) [x] + dx``.
     """
     _, height, width = offsets.shape
-    ys = torch.div(flat_index, width, rounding_mode="floor")
-    xs = flat_index - ys * width
+    ys, xs = yx[:, 0], yx[:, 1]
     if offsets.dtype in (torch.float32, torch.float64) and max(height, width) <= 1 << 24:
         # Integers below 2^24 convert exactly, as arange(H, dtype=float) holds them.
         ycoord, xcoord = ys.to(offsets.dtype), xs.to(offsets.dtype)
     else:
         ycoord = torch.arange(height, dtype=offsets.dtype, device=offsets.device)[ys]
         xcoord = torch.arange(width, dtype=offsets.dtype, device=offsets.device)[xs]
-    picked = offsets.reshape(2, -1)[:, flat_index]
+    picked = offsets[:, ys, xs]
     return torch.stack((ycoord.add_(picked[0]), xcoord.add_(picked[1])), dim=1)
 
 
@@ -104,11 +103,13 @@ def assign_to_centers(
         points: float [n, 2] (y, x) predicted locations (see :func:`predicted_locations`); the
             reference distance is computed in this dtype.
         image_size: (H, W); locations inside it are binned, others take the exact slow path.
-        cell: side of the square binning cells in pixels.
+        cell: side of the square binning cells in pixels, a power of two.
 
     Returns:
         int64 [n] with values in [0, K): ``argmin_k norm(centers[k] - p)``, lowest k on ties.
     """
+    if cell < 1 or cell & (cell - 1):
+        raise ValueError(f"cell must be a power of two, got {cell}")
     if centers.dim() != 2 or centers.shape[1] != 2 or centers.shape[0] == 0:
         raise ValueError(f"centers must be [K, 2] with K >= 1, got {tuple(centers.shape)}")
     if points.dim() != 2 or points.shape[1] != 2 or not points.is_floating_point():
@@ -137,9 +138,10 @@ def assign_to_centers(
             return result
         p_in = points[inside_idx]
 
-    # Locations are >= 0 here, so truncation toward zero is the floor.
-    cell_id = torch.div(p_in[:, 0].long(), cell, rounding_mode="floor") * grid_w
-    cell_id += torch.div(p_in[:, 1].long(), cell, rounding_mode="floor")
+    # Locations are >= 0 here and the cell a power of two: p / cell is exact and truncation
+    # toward zero is the floor.
+    cell_id = (p_in[:, 0] / cell).long() * grid_w
+    cell_id += (p_in[:, 1] / cell).long()
     occupied = torch.nonzero(torch.bincount(cell_id, minlength=grid_h * grid_w)).squeeze(1)
     local = torch.full((grid_h * grid_w,), -1, dtype=torch.long, device=device)
     local[occupied] = torch.arange(occupied.numel(), device=device)

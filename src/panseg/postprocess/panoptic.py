@@ -102,9 +102,10 @@ def get_panoptic_segmentation(
         fg_instance, fg_thing = fg_index, None
     else:
         # instance = thing_seg * (1 + nearest center) is non-zero exactly where thing_seg is.
-        fg_index = torch.nonzero(thing_seg if thing_seg.dtype == torch.bool else thing_seg != 0)
-        fg_index = fg_index.squeeze(1)
-        points = predicted_locations(fg_index, offsets)
+        seg2d = thing_seg.view(height, width)
+        fg_yx = torch.nonzero(seg2d if seg2d.dtype == torch.bool else seg2d != 0)  # raster order
+        fg_index = fg_yx[:, 0] * width + fg_yx[:, 1]
+        points = predicted_locations(fg_yx, offsets)
         group = assign_to_centers(centers, points, (height, width)) + 1
         if thing_seg.dtype == torch.bool:
             fg_instance, fg_thing = group, None  # every foreground pixel is a thing pixel
