@@ -18,6 +18,11 @@ layout must leave the invalid ones out; they are listed in the manifest. That mo
 every item twice; the default reads it once.
 
 Memory is bounded by one example per worker. Progress is shown per image with rate and ETA.
+
+Where the work runs is an :class:`Engine`: :class:`LocalEngine` (in-process, or a spawn
+process pool; the default) or :class:`panseg.convert_dask.DaskEngine` (a Dask cluster). The
+phases above, and so the output bytes, do not depend on it: an engine only runs
+:func:`_validate_chunk` and :func:`_write_one_shard` calls and returns their results in order.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue as queue_module
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,6 +54,40 @@ class Encoder(Protocol):
     def check(self, raw: RawExample) -> list[Problem]: ...
 
     def encode(self, raw: RawExample) -> tuple[bytes, str]: ...
+
+
+class TaskFailed(Exception):
+    """An unexpected error in a worker task, naming the shard and the image it was on.
+
+    Problems with the input (:class:`Problem`) are collected, not raised; this is for
+    everything else (a bug, memory, a lost worker), after the engine's retries.
+    """
+
+
+class Engine(Protocol):
+    """Runs the worker calls of :func:`convert` somewhere (a context manager).
+
+    Both methods return their results in the order of their input, whatever order the
+    calls finish in, and raise :class:`TaskFailed` when a call fails.
+    """
+
+    def __enter__(self) -> Engine: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def map_items(
+        self, fn: Callable, source: Source, encoder: Encoder, items: list, desc: str,
+        progress: bool,
+    ) -> list:
+        """``fn(source, encoder, chunk)`` over chunks of ``items``; the lists joined."""
+        ...
+
+    def write_shards(
+        self, source: Source, encoder: Encoder, out_dir: str, tasks: list, fingerprint: str,
+        options: dict, desc: str, progress: bool,
+    ) -> list[tuple[list[Problem], list[str]]]:
+        """:func:`_write_one_shard` for each ``(file, items, digest)`` of ``tasks``."""
+        ...
 
 
 class ConversionFailed(Exception):
@@ -96,6 +137,7 @@ def convert(
     layout: str = "contiguous",
     shard_prefix: Callable[[str], str] = lambda split: split,
     workers: int = 1,
+    engine: Engine | None = None,
     skip_invalid: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
@@ -107,10 +149,14 @@ def convert(
             is written into the manifest and fingerprinted, so a rerun with other options
             cannot mix its shards with these.
         shard_prefix: the file prefix of a split's shards (``split`` for DeepLab2).
+        workers: processes of the default engine, ``LocalEngine(workers)``.
+        engine: where the work runs (entered and exited here); the output does not
+            depend on it.
 
     Raises:
         ConversionFailed: problems were found and ``skip_invalid`` is False.
         ShardConflict: ``out_dir`` holds shards written with other options.
+        TaskFailed: a worker call failed unexpectedly (after the engine's retries).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     fingerprint_options = {"schema": schema, "dataset": dataset.to_dict(), **options}
@@ -125,7 +171,7 @@ def convert(
         options=options,
     )
 
-    with _Pool(workers) as pool:
+    with engine if engine is not None else LocalEngine(workers) as pool:
         plans: dict[str, _Plan] = {}
         todo: dict[str, list[int]] = {}
         fatal: list[Problem] = []
@@ -256,17 +302,33 @@ def _existing_manifest(
 
 
 # ---------------------------------------------------------------------------- worker side
-_progress_queue: Any = None
+_progress = threading.local()  # .sink: where this thread's ticks go (``put(n)``), or None
 
 
 def _init_worker(progress_queue: Any) -> None:
-    global _progress_queue
-    _progress_queue = progress_queue
+    _progress.sink = progress_queue
+
+
+@contextmanager
+def progress_sink(sink: Any) -> Iterator[None]:
+    """Send this thread's per-image ticks to ``sink.put(n)`` (engines that run calls)."""
+    previous = getattr(_progress, "sink", None)
+    _progress.sink = sink
+    try:
+        yield
+    finally:
+        _progress.sink = previous
 
 
 def _tick(n: int = 1) -> None:
-    if _progress_queue is not None:
-        _progress_queue.put(n)
+    sink = getattr(_progress, "sink", None)
+    if sink is not None:
+        sink.put(n)
+
+
+def _failed(exc: Exception, image: str, shard: str = "") -> TaskFailed:
+    where = f"shard {shard}, image {image}" if shard else f"image {image}"
+    return TaskFailed(f"{where}: {type(exc).__name__}: {exc}")
 
 
 def _validate_chunk(source: Source, encoder: Encoder, items: list) -> list[Problem]:
@@ -277,8 +339,13 @@ def _validate_chunk(source: Source, encoder: Encoder, items: list) -> list[Probl
         except OSError as exc:
             key = source.item_key(item)
             problems.append(Problem(getattr(item, "image_path", key), str(exc), item=key))
+        except Exception as exc:
+            raise _failed(exc, source.item_key(item)) from exc
         else:
-            problems.extend(encoder.check(raw))
+            try:
+                problems.extend(encoder.check(raw))
+            except Exception as exc:
+                raise _failed(exc, source.item_key(item)) from exc
         _tick()
     return problems
 
@@ -306,6 +373,8 @@ def _write_one_shard(
             except OSError as exc:
                 key = source.item_key(item)
                 problems.append(Problem(getattr(item, "image_path", key), str(exc), item=key))
+            except Exception as exc:
+                raise _failed(exc, source.item_key(item), file) from exc
             else:
                 if warning:
                     warnings.append(warning)
@@ -321,6 +390,10 @@ def _write_one_shard(
         )
     except _ShardRejected:
         pass  # the temporary file is gone; the problems go back to the caller
+    except TaskFailed:
+        raise
+    except Exception as exc:  # writing itself failed (disk full, lost connection)
+        raise TaskFailed(f"shard {file}: {type(exc).__name__}: {exc}") from exc
     return problems, warnings
 
 
@@ -328,15 +401,15 @@ class _ShardRejected(Exception):
     """Aborts the atomic write of a shard in which an item had a problem."""
 
 
-class _Pool:
-    """Runs chunks in-process (``workers <= 1``) or in a spawn process pool, with a bar."""
+class LocalEngine:
+    """Runs calls in-process (``workers <= 1``) or in a spawn process pool, with a bar."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, int(workers))
         self._executor: ProcessPoolExecutor | None = None
         self._queue: Any = None
 
-    def __enter__(self) -> _Pool:
+    def __enter__(self) -> LocalEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -381,12 +454,8 @@ class _Pool:
         bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, smoothing=0.1)
         try:
             if self.workers == 1:
-                global _progress_queue
-                _progress_queue = _BarQueue(bar)
-                try:
+                with progress_sink(_BarQueue(bar)):
                     return [fn(*args) for fn, args in calls]
-                finally:
-                    _progress_queue = None
             executor = self._ensure()
             futures: list[Future] = [executor.submit(fn, *args) for fn, args in calls]
             while not all(f.done() for f in futures):
