@@ -121,3 +121,22 @@ def test_small_id_encoder_equals_parent(crowd):
     wrong = [Segment(7, 7, False, counts[7] + 1)]
     with pytest.raises(ItemProblems, match="area .* in the JSON but"):
         SmallIdPanopticEncoder(info).encode(_raw(ids, wrong))
+
+
+def test_semantic_table_path_equals_numpy_reference():
+    from panseg.datasets.cityscapes_labels import label_id_to_train_id_lut
+    from panseg.datasets.semantic import RawSemanticExample
+    from panseg.records.deeplab2_semantic import (
+        SemanticPngEncoder,
+        encode_label_png,
+        map_label_png,
+    )
+
+    rng = np.random.default_rng(4)
+    label_ids = rng.choice([0, 1, 7, 9, 26, 33, 21], size=(6, 9)).astype(np.uint8)
+    lut = label_id_to_train_id_lut()
+    encoder = SemanticPngEncoder(cityscapes_panoptic_info(), lut=tuple(int(v) for v in lut))
+    for extra in ({}, {"dpi": (300, 300), "transparency": 7}):
+        raw = RawSemanticExample("k", "k.png", png(np.zeros((6, 9, 3), np.uint8)), "png",
+                                 "k_labelIds.png", png(label_ids, **extra))
+        assert encoder.label(raw, 6, 9) == encode_label_png(map_label_png(label_ids, lut))

@@ -93,6 +93,21 @@ def instance_values(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.int64), counts.astype(np.int64)
 
 
+def distinct_values(ids: np.ndarray) -> np.ndarray:
+    """Distinct values of an id map in ascending order (``int64 (K,)``).
+
+    Every value's first occurrence starts a run of equal values in row-major order, so only
+    the values at run starts are sorted: a few thousand instead of millions of pixels.
+    """
+    flat = ids.ravel()
+    if flat.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    change = np.empty(flat.size, dtype=bool)
+    change[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    return np.unique(flat[change]).astype(np.int64)
+
+
 def panoptic_segments(
     values: np.ndarray, counts: np.ndarray | None = None, *, keep_ignored: bool = False
 ) -> tuple[Segment, ...]:
@@ -260,8 +275,7 @@ class CityscapesSource:
 
             example.segments, example.read_ids = (), fail
             return example
-        values, _ = instance_values(ids)
-        example.segments = panoptic_segments(values, keep_ignored=self.keep_ignored)
+        example.segments = panoptic_segments(distinct_values(ids), keep_ignored=self.keep_ignored)
         example.read_ids = lambda: ids if ids.dtype == np.int32 else ids.astype(np.uint32)
         return example
 

@@ -76,8 +76,8 @@ class SemanticPngEncoder:
     def check_listing(self, key: str, segments: Sequence, file: str) -> list[Problem]:
         return []
 
-    def read_label(self, raw: RawSemanticExample, height: int, width: int) -> np.ndarray:
-        """The label's ``uint8 (H, W)`` values, checked; raises :class:`ItemProblems`."""
+    def read_label(self, raw: RawSemanticExample, height: int, width: int):
+        """The label as a decoded PIL ``L`` image, checked; raises :class:`ItemProblems`."""
         from PIL import Image, UnidentifiedImageError
 
         assert raw.label_bytes is not None
@@ -86,42 +86,47 @@ class SemanticPngEncoder:
             return ItemProblems([Problem(raw.label_path, message, item=raw.key)])
 
         try:
-            with Image.open(io.BytesIO(raw.label_bytes)) as image:
-                if image.format != "PNG" or image.mode != "L":
-                    raise problem(
-                        f"label must be an 8-bit grayscale PNG, got {image.format} mode "
-                        f"{image.mode}"
-                    )
-                if image.size != (width, height):
-                    raise problem(
-                        f"label size {image.size[1]}x{image.size[0]} differs from image size "
-                        f"{height}x{width} ({raw.image_path})"
-                    )
-                label = np.asarray(image)
+            image = Image.open(io.BytesIO(raw.label_bytes))
+            if image.format != "PNG" or image.mode != "L":
+                raise problem(
+                    f"label must be an 8-bit grayscale PNG, got {image.format} mode {image.mode}"
+                )
+            if image.size != (width, height):
+                raise problem(
+                    f"label size {image.size[1]}x{image.size[0]} differs from image size "
+                    f"{height}x{width} ({raw.image_path})"
+                )
+            image.load()
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise problem(f"not a readable PNG ({exc})") from None
-        present = np.flatnonzero(np.bincount(label.ravel(), minlength=256))
+        present = [v for v, count in enumerate(image.histogram()) if count]
         if self.lut is None:
             allowed = set(self.info.class_ids) | {self.info.ignore_label}
-            bad = [int(v) for v in present if int(v) not in allowed]
+            bad = [v for v in present if v not in allowed]
             if bad:
                 raise problem(
                     f"values {bad} are neither class ids nor the ignore label "
                     f"{self.info.ignore_label}"
                 )
         else:
-            bad = [int(v) for v in present if self.lut[v] < 0]
+            bad = [v for v in present if self.lut[v] < 0]
             if bad:
                 raise problem(f"unknown {self.source_ids_name}(s) {bad}")
-        return label
+        return image
 
     def label(self, raw: RawSemanticExample, height: int, width: int) -> bytes:
         """The label PNG bytes to store; raises :class:`ItemProblems`."""
-        label = self.read_label(raw, height, width)
+        image = self.read_label(raw, height, width)
         if self.lut is None:
             assert raw.label_bytes is not None
             return raw.label_bytes
-        return encode_label_png(map_label_png(label, np.asarray(self.lut)))
+        # PIL's point() is map_label_png in C; a fresh image (no info copied from the source
+        # PNG) saves exactly as encode_label_png(map_label_png(...)) does.
+        mapped = image.point([max(v, 0) for v in self.lut])
+        mapped.info = {}
+        out = io.BytesIO()
+        mapped.save(out, format="PNG")
+        return out.getvalue()
 
     def check(self, raw: RawSemanticExample) -> list[Problem]:
         """Every problem of one item, without encoding it (the validation pass)."""

@@ -5,8 +5,10 @@
 ``segment_values``), faster where the ids allow it:
 
 * when every listed segment id is below 2**16 (Cityscapes ``instanceIds`` values are at most
-  33999) the label is painted by indexing one table of 2**16 + 1 values with the id map
-  (:func:`paint_small_ids`), instead of the hash lookup of ``paint_segments``;
+  33999) the label is painted with a table of 2**16 + 1 entries (:func:`paint_small_ids`):
+  one lookup per run of equal ids along the rows (label maps are long runs) expanded with
+  ``np.repeat``, or one lookup per pixel when runs are short, instead of the hash lookup of
+  ``paint_segments``;
 * when no segment states an area (segments derived from the same pixels, as the raw
   Cityscapes reader does) the areas are not counted;
 * PNG images that can pass through are recognized from their chunk headers
@@ -57,18 +59,39 @@ def paint_small_ids(
     if ids.dtype.kind == "i":
         ids = ids.view(ids.dtype.str.replace("i", "u"))  # negatives become huge: unlisted
     k = len(segment_ids)
-    if not count_areas:
-        table = np.full(SMALL_ID_LIMIT + 1, fill, dtype=np.int32)
-        table[segment_ids] = values
-        return np.take(table, ids, mode="clip"), None
     index_table = np.full(SMALL_ID_LIMIT + 1, k, dtype=np.int32)
     index_table[segment_ids] = np.arange(k, dtype=np.int32)
-    index = np.take(index_table, ids, mode="clip")
-    areas = np.bincount(index.ravel(), minlength=k + 1)[:k]
     value_table = np.empty(k + 1, dtype=np.int32)
     value_table[:k] = values
     value_table[k] = fill
+    flat = ids.ravel()
+    starts, lengths = runs(flat)
+    if len(starts) * 4 <= flat.size:
+        # Label maps are runs of equal ids along rows: look up one id per run.
+        index = np.take(index_table, flat[starts], mode="clip")
+        label = np.repeat(np.take(value_table, index), lengths).reshape(ids.shape)
+        areas = np.bincount(index, weights=lengths, minlength=k + 1)[:k].astype(np.int64)
+        return label, areas if count_areas else None
+    index = np.take(index_table, ids, mode="clip")
+    areas = np.bincount(index.ravel(), minlength=k + 1)[:k] if count_areas else None
     return np.take(value_table, index), areas
+
+
+def runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal values of a 1-D array.
+
+    Returns:
+        ``(starts, lengths)``: ``intp (R,)`` first index of each run and ``intp (R,)`` its
+        length (``R = 0`` for an empty array).
+    """
+    n = flat.size
+    if n == 0:
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(flat[1:], flat[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return starts, np.diff(starts, append=n)
 
 
 @dataclass(frozen=True)
