@@ -74,12 +74,16 @@ def test_other_pngs_go_to_prepare_image(variant):
         assert prepare_png(data) == expected
 
 
+@pytest.mark.parametrize("blocky", [True, False])  # long runs (run path) or noise (per pixel)
 @pytest.mark.parametrize("count_areas", [True, False])
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.int32])
-def test_paint_small_ids_equals_reference(dtype, count_areas):
+def test_paint_small_ids_equals_reference(dtype, count_areas, blocky):
     rng = np.random.default_rng(1)
     pool = np.array([0, 7, 24, 26000, 26001, 26999, 33000, 65535, 40])
-    ids = rng.choice(pool, size=(37, 53)).astype(dtype)
+    if blocky:
+        ids = np.repeat(rng.choice(pool, size=(37, 6)), 9, axis=1)[:, :53].astype(dtype)
+    else:
+        ids = rng.choice(pool, size=(37, 53)).astype(dtype)
     if dtype == np.int32:
         ids[0, :5] = -1  # never listed
     listed = np.array([7, 24, 26000, 26999, 65535])
