@@ -320,3 +320,54 @@ def test_decode_round_trip():
     empty = decode_model_garden(ModelGardenEncoder(INFO).encode(raw_example())[0])
     assert empty.boxes.shape == (0, 4) and empty.masks.shape == (0, 8, 10)
     assert empty.semantic is None
+
+
+def test_class_map_in_front_of_the_model_garden_encoder_by_hand():
+    from panseg.datasets.classmap import class_map_from_dict, dataset_categories
+    from panseg.records.mapped import label_space
+
+    cmap = class_map_from_dict({
+        "name": "street", "ignore_label": 0, "unmapped": "ignore",
+        "classes": [
+            {"id": 1, "name": "human", "thing": True, "sources": ["person"]},
+            {"id": 2, "name": "vehicle", "thing": True, "sources": ["car", "truck"]},
+            {"id": 4, "name": "ground", "thing": False, "sources": ["road", "dog"]},
+        ],
+    })
+    space = label_space(cmap, default=INFO, categories=dataset_categories("coco"), dataset="coco")
+    enc = space.wrap(ModelGardenEncoder(space.encoder_info, include_panoptic_masks=True))
+    assert enc.inner.offset == 2  # smallest stuff id 4 -> semantic value 2
+    raw = raw_example(
+        [obj([0, 0, 1, 1], 8), obj([0, 0, 1, 1], 18), obj([0, 0, 1, 1], PERSON), obj([0, 0, 1, 1], 44)],
+        segments=SEGMENTS, ids=IDS, height=2, width=3,
+    )
+    feats = decode_example(enc.encode(raw)[0])
+    # truck -> vehicle; dog -> stuff "ground": no object; bottle (44) ignored
+    assert feats["image/object/class/label"].values == [2, 1]
+    assert feats["image/object/class/text"].values == [b"vehicle", b"human"]
+    # sky is ignored: its segment is dropped, so the others move up one index
+    np.testing.assert_array_equal(png(feats["image/segmentation/class/encoded"].values[0]),
+                                  [[0, 0, 1], [1, 2, 0]])
+    np.testing.assert_array_equal(png(feats["image/panoptic/category_mask"].values[0]),
+                                  [[0, 0, 1], [2, 4, 0]])
+    np.testing.assert_array_equal(png(feats["image/panoptic/instance_mask"].values[0]),
+                                  [[0, 0, 1], [2, 0, 0]])
+
+
+def test_instances_json_option(synth_tree, tmp_path, capsys):
+    import shutil
+
+    moved = str(tmp_path / "inst_{split}.json")
+    for split in ("train", "val"):
+        shutil.copy(os.path.join(synth_tree, "annotations", f"instances_{split}2017.json"),
+                    moved.replace("{split}", split))
+    args = ["convert", "coco", "--root", synth_tree, "--schema", "model-garden", "--workers", "1",
+            "--no-progress", "--num-shards", "1"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--splits", "val",
+                 "--instances-json", moved]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--splits", "train,val",
+                 "--instances-json", str(tmp_path / "inst_val.json")]) == 2
+    assert "put {split} in it" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "c"), "--splits", "val",
+                 "--instances-json", str(tmp_path / "missing_{split}.json")]) == 1
+    assert "missing_val.json: annotation JSON not found" in capsys.readouterr().err
