@@ -270,6 +270,8 @@ def test_end_to_end_with_a_class_map(synth_tree, tmp_path, capsys):
                  "--include-panoptic-masks", "--class-map", "coco_panoptic133", "--num-shards", "1",
                  "--splits", "val", "--workers", "1", "--no-progress"]) == 0
     assert "stuff_classes_offset = 79" in capsys.readouterr().out
+    manifest = json.load(open(os.path.join(out, "manifest.json")))
+    assert manifest["dataset"]["ignore_label"] == 0 and manifest["dataset"]["num_classes"] == 134
     (shard,) = read_split(out, "val", 1)
     for ex in shard:
         cats = set(np.unique(png(ex["image/panoptic/category_mask"].values[0])).tolist())
