@@ -55,7 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="crowd thing pixels become void (ignore) or class*256 (keep)",
     )
     add_model_garden_arguments(coco)
-    coco.set_defaults(num_shards=None)  # 1000 (DeepLab2) or 32 (Model Garden), by schema
+    for action in coco._actions:  # the default depends on --schema
+        if action.dest == "num_shards":
+            action.type, action.default = _shards_or_auto, "auto"
+            action.help = "shards per split; auto: 1000, or 32 with --schema model-garden"
     register_cityscapes(sub)
     from panseg.cli.merge import add_merge_command
 
@@ -146,6 +149,10 @@ def run_conversion(args: argparse.Namespace, **kwargs) -> int:
     return 0
 
 
+def _shards_or_auto(text: str) -> int | None:
+    return None if text == "auto" else int(text)
+
+
 def add_model_garden_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--schema`` switch and the Model Garden options of ``convert coco``."""
     parser.add_argument(
@@ -209,7 +216,7 @@ def run_coco(args: argparse.Namespace) -> int:
     splits = parse_splits(args.splits, COCO_SPLITS)
     if not os.path.isdir(args.root):
         raise CommandError(f"--root {args.root}: no such directory")
-    if args.num_shards is None:
+    if getattr(args, "num_shards", None) is None:
         args.num_shards = 32 if args.schema == "model-garden" else 1000
     if args.schema == "model-garden":
         return run_coco_model_garden(args, splits)
