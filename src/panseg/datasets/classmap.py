@@ -28,6 +28,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -92,7 +93,7 @@ class ResolvedMap:
     thing_sources: frozenset[int] = frozenset()
     stuff_classes: frozenset[int] = frozenset()
 
-    @property
+    @cached_property
     def ignored(self) -> frozenset[int]:
         return frozenset(k for k, v in self.table.items() if v is IGNORE)
 

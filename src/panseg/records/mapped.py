@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from panseg.datasets.base import ItemProblems, Problem, RawExample, Segment
 from panseg.datasets.classmap import ClassMap, ResolvedMap, SourceCategory
@@ -69,7 +70,7 @@ class MappedEncoder:
     inner: object
     resolved: ResolvedMap
 
-    @property
+    @cached_property
     def table(self) -> dict[int, int]:
         return self.resolved.train_ids()
 
