@@ -15,7 +15,8 @@ The fast path never pools the whole image. For a candidate with score ``v > max(
 only neighbours with a larger *raw* score can suppress it (a larger raw score is above the
 threshold too), so the thresholded map is never built: the candidate survives iff ``v`` equals the
 raw maximum over its window. Windows are gathered for the few candidates, or, when candidates
-are many, a separable max-pool (exact: max is associative) is used. Non-finite heatmaps go
+are many or the kernel large, a doubling running max over rows then columns gives every
+window's maximum in O(H * W * log k) (exact: max involves no rounding). Non-finite heatmaps go
 through the plain dense operations so NaN propagation is exactly that of the reference ops.
 """
 
@@ -82,11 +83,28 @@ def _window_max_gather(
     return out
 
 
-def _window_max_separable(heat: torch.Tensor, radius: int) -> torch.Tensor:
+def _running_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """Max over a centered window of odd length k along ``dim`` of a 2-D map, -inf padded.
+
+    Doubling (sparse-table) scheme: after j steps ``m[i] = max(x[i : i + 2^j])``; a window of
+    length k is the max of two overlapping power-of-two spans. ceil(log2 k) + 1 passes for any
+    k, exact (max involves no rounding).
+    """
+    radius = (k - 1) // 2
+    size = x.shape[dim]
+    pad = (radius, radius) if dim == 1 else (0, 0, radius, radius)
+    m = F.pad(x[None], pad, value=float("-inf"))[0]
+    span = 1
+    while span * 2 <= k:
+        n = m.shape[dim] - span
+        m = torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, span, n))
+        span *= 2
+    return torch.maximum(m.narrow(dim, 0, size), m.narrow(dim, k - span, size))
+
+
+def _window_max_dense(heat: torch.Tensor, radius: int) -> torch.Tensor:
     k = 2 * radius + 1
-    pooled = F.max_pool2d(heat[None, None], kernel_size=(1, k), stride=1, padding=(0, radius))
-    pooled = F.max_pool2d(pooled, kernel_size=(k, 1), stride=1, padding=(radius, 0))
-    return pooled[0, 0]
+    return _running_max(_running_max(heat, k, dim=1), k, dim=0)
 
 
 def _keep_top_k(scores: torch.Tensor, top_k: int | None) -> torch.Tensor:
@@ -135,11 +153,12 @@ def find_instance_centers(
     ys, xs = positions[:, 0], positions[:, 1]
     scores = heat[ys, xs]
     if radius > 0:
-        # Gathering costs m * k^2 reads; the separable pool about 2 * k * H * W.
-        if positions.shape[0] * nms_kernel <= 2 * heat.numel():
+        # Gathering costs m * k^2 reads; the dense running max 2 * (log2(k) + 2) passes.
+        passes = 2 * (int(nms_kernel).bit_length() + 1)
+        if positions.shape[0] * nms_kernel * nms_kernel <= passes * heat.numel():
             window_max = _window_max_gather(heat, ys, xs, radius)
         else:
-            window_max = _window_max_separable(heat, radius)[ys, xs]
+            window_max = _window_max_dense(heat, radius)[ys, xs]
         peak = scores == window_max
         positions, scores = positions[peak], scores[peak]
     keep = _keep_top_k(scores, top_k)
