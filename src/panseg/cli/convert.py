@@ -92,6 +92,7 @@ def add_common_arguments(
         help="write the valid images; list the skipped ones in the manifest",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_engine_arguments(parser)
     parser.add_argument(
         "--class-map",
         metavar="FILE",
@@ -100,6 +101,60 @@ def add_common_arguments(
         "coco_person_vehicle_animal",
     )
     parser.set_defaults(skip_invalid=False)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--engine local|dask`` and the Dask options (docs/dask.md)."""
+    group = parser.add_argument_group("engine (docs/dask.md)")
+    group.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="local: --workers processes on this machine (default); dask: one Dask task per "
+        "shard (needs panseg[dask]; output identical)",
+    )
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="dask: a running scheduler, e.g. tcp://host:8786"
+    )
+    where.add_argument(
+        "--local-workers",
+        type=int,
+        metavar="N",
+        help="dask: start a local cluster of N worker processes (unset: one per CPU)",
+    )
+    group.add_argument(
+        "--retries", type=int, default=2, metavar="N", help="dask: reruns of a failed task"
+    )
+
+
+def build_engine(args: argparse.Namespace):
+    """The engine that ``args`` ask for: ``None`` (the local one) or a DaskEngine."""
+    engine = getattr(args, "engine", "local")
+    scheduler = getattr(args, "scheduler", None)
+    local_workers = getattr(args, "local_workers", None)
+    if engine != "dask":
+        if scheduler or local_workers is not None:
+            raise CommandError("--scheduler and --local-workers need --engine dask")
+        return None
+    if local_workers is not None and local_workers < 1:
+        raise CommandError("--local-workers must be >= 1")
+    if getattr(args, "retries", 2) < 0:
+        raise CommandError("--retries must be >= 0")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise CommandError(
+            "--engine dask needs dask[distributed]: pip install 'panseg[dask]'"
+        ) from None
+    from panseg.convert_dask import DaskEngine
+
+    return DaskEngine(
+        scheduler=scheduler,
+        local_workers=local_workers,
+        retries=getattr(args, "retries", 2),
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
 
 
 def parse_splits(text: str, allowed: tuple[str, ...]) -> list[str]:
@@ -112,16 +167,18 @@ def parse_splits(text: str, allowed: tuple[str, ...]) -> list[str]:
 
 def run_conversion(args: argparse.Namespace, **kwargs) -> int:
     """Call :func:`panseg.convert.convert` and print its report or its problems."""
-    from panseg.convert import ConversionFailed, convert
+    from panseg.convert import ConversionFailed, TaskFailed, convert
     from panseg.records.writer import ShardConflict
 
     if args.num_shards < 1:
         raise CommandError("--num-shards must be >= 1")
+    engine = build_engine(args)
     try:
         report = convert(
             out_dir=args.out,
             num_shards=args.num_shards,
             workers=args.workers,
+            engine=engine,
             skip_invalid=args.skip_invalid,
             progress=not args.no_progress,
             **kwargs,
@@ -136,6 +193,10 @@ def run_conversion(args: argparse.Namespace, **kwargs) -> int:
         )
         return 1
     except ShardConflict as exc:
+        raise CommandError(str(exc)) from None
+    except TaskFailed as exc:
+        raise CommandError(f"{exc}; complete shards are kept, rerun to resume") from None
+    except ConnectionError as exc:  # the Dask scheduler cannot be reached
         raise CommandError(str(exc)) from None
     for split, rep in report.splits.items():
         skipped = f", {len(rep.skipped_items)} skipped" if rep.skipped_items else ""
