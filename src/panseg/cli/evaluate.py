@@ -30,9 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "crowd regions excuse predictions): the numbers equal panopticapi's pq_compute and\n"
             "cityscapesScripts' evalPanopticSemanticLabeling. Prints All / Things / Stuff and\n"
             "per-class PQ, SQ, RQ; a group without categories is reported as null (panopticapi\n"
-            "crashes). --workers N processes read the PNGs (default 1: no extra processes)."
+            "crashes). --workers N processes read the PNGs (default 1: no extra processes).\n"
+            "--run RUN_DIR evaluates a panseg train run's checkpoint on its val records (PQ and\n"
+            "mIoU)."
         ),
         examples=(
+            "  panseg evaluate --run runs/r52 --json pq.json\n"
             "  panseg evaluate --gt-json annotations/panoptic_val2017.json \\\n"
             "      --gt-dir annotations/panoptic_val2017 --pred-json pred.json --pred-dir pred/ \\\n"
             "      --workers 4 --json pq.json\n"
@@ -46,6 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     files.add_argument("--gt-dir", help="ground-truth PNG folder (default: --gt-json without .json)")
     files.add_argument("--pred-json", help="prediction COCO panoptic JSON")
     files.add_argument("--pred-dir", help="prediction PNG folder (default: --pred-json without .json)")
+    runs = parser.add_argument_group("a trained run (panseg train) on its val records")
+    runs.add_argument("--run", metavar="RUN_DIR", help="run directory of panseg train")
+    runs.add_argument("--checkpoint", help="checkpoint file (default: the run's newest)")
+    runs.add_argument("--records", help="records directory (default: the run's data.root)")
+    runs.add_argument("--split", help="records split (default: the run's data.val_split)")
+    runs.add_argument("--max-images", type=int, default=0, help="first N images only (0: all)")
+    runs.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--workers", type=int, default=1, help="processes reading image pairs")
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the results here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no per-class table")
@@ -72,9 +82,39 @@ def evaluate_files(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def evaluate_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The run mode: ``--run RUN_DIR``: the run's checkpoint on its val records (in-memory
+    panoptic maps, :class:`~panseg.evaluation.evaluator.PanopticEvaluator`; PQ and mIoU)."""
+    from panseg.engine.config import ConfigError
+    from panseg.engine.data import build_eval_dataset
+    from panseg.engine.distributed import choose_device
+    from panseg.engine.inference import Predictor, evaluate
+    from panseg.engine.run import load_run
+
+    try:
+        device = choose_device(args.device)
+        cfg, info, model, ckpt = load_run(args.run, checkpoint=args.checkpoint, device=device)
+        records = args.records or cfg.data.root
+        split = args.split or cfg.data.val_split
+        dataset = build_eval_dataset(records, split)
+        if dataset.info != info:
+            raise ValueError(f"{records}: its dataset facts differ from the run's dataset.json")
+        summary = evaluate(Predictor(model, info, cfg.eval, device), dataset,
+                           max_images=args.max_images, progress=not args.quiet)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+    result = dict(summary["panoptic"])
+    result["semantic"] = summary.get("semantic")
+    result["images"] = summary["images"]
+    result["inputs"] = {"run": args.run, "checkpoint": ckpt["path"], "step": ckpt["step"],
+                        "records": records, "split": split}
+    return result
+
+
 # option that selects the mode -> the mode's function
 _MODES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "gt_json": evaluate_files,
+    "run": evaluate_run,
 }
 
 
@@ -89,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--workers must be at least 1, got {args.workers}")
     result = _MODES[chosen[0]](args)
     print_pq(result, per_class=not args.quiet)
+    if result.get("semantic") and result["semantic"].get("miou") is not None:
+        print(f"mIoU {100 * result['semantic']['miou']:.1f}")
     if args.json_out:
         write_json(args.json_out, result)
         print(f"results: {args.json_out}")

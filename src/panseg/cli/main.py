@@ -24,6 +24,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "download",
     "evaluate",
     "benchmark",
+    "train",
+    "predict",
+    "demo",
 )
 
 
