@@ -7,7 +7,7 @@ import pytest
 
 from evaluation.pqcases import CATEGORIES, cats, random_pair
 from panseg.evaluation.coco_format import PanopticFormatError, pair_stats
-from panseg.evaluation.pq import IdIndexer, PQStats, pq_average, summarize_pq
+from panseg.evaluation.pq import PQStats, pq_average, summarize_pq
 from panseg.evaluation.pq_reference import reference_average, reference_image_stats
 
 CATS = cats()
@@ -31,7 +31,6 @@ def stats_of(gt, pred, gt_segs, pred_segs) -> PQStats:
         {"image_id": 1, "segments_info": gt_segs},
         {"image_id": 1, "segments_info": pred_segs},
         INDEX,
-        IdIndexer(),
     )
     ref = reference_image_stats(gt, pred, gt_segs, pred_segs, CATS)
     for field in ("tp", "fp", "fn"):
@@ -180,7 +179,6 @@ def check_error(gt, pred, gt_segs, pred_segs, *fragments):
             {"image_id": "frankfurt_01", "file_name": "g.png", "segments_info": gt_segs},
             {"image_id": "frankfurt_01", "file_name": "p.png", "segments_info": pred_segs},
             INDEX,
-            IdIndexer(),
         )
     for fragment in ("frankfurt_01", *fragments):
         assert fragment in str(info.value)

@@ -26,11 +26,12 @@ import numpy as np
 from panseg.evaluation.pq import (
     VOID_ID,
     Category,
-    IdIndexer,
     PQStats,
     category_index,
     image_pq_stats,
     intersections,
+    joint_runs,
+    lookup,
     summarize_pq,
 )
 
@@ -130,16 +131,12 @@ def _segments(ann: Mapping[str, Any], what: str, need_gt_fields: bool) -> list[d
     return list(by_id.values())
 
 
-_MAX_PNG_ID = 256**3 - 1
-
-
 def pair_stats(
     gt_ids: np.ndarray,
     pred_ids: np.ndarray,
     gt_ann: Mapping[str, Any],
     pred_ann: Mapping[str, Any],
     cat_index: Mapping[int, int],
-    indexer: IdIndexer,
 ) -> PQStats:
     """PQ statistics of one image from its two id maps and JSON annotations, with the checks.
 
@@ -147,7 +144,6 @@ def pair_stats(
         gt_ids, pred_ids: (H, W) integer id maps in ``[0, 256**3)`` (:func:`read_id_png`).
         gt_ann, pred_ann: COCO panoptic annotations (``image_id``, ``segments_info``).
         cat_index: category id -> index in the evaluated categories.
-        indexer: a reusable :class:`IdIndexer`.
     """
     image = gt_ann.get("image_id")
     if gt_ids.shape != pred_ids.shape:
@@ -163,26 +159,24 @@ def pair_stats(
     pred_keys = [int(s["id"]) for s in preds]
 
     void_row = gt_keys.index(VOID_ID) if VOID_ID in gt_keys else g
-    rows = indexer.index(
-        gt_ids,
-        np.array(gt_keys + ([] if VOID_ID in gt_keys else [VOID_ID]), np.int64),
+    gt_run, pred_run, lengths = joint_runs(gt_ids, pred_ids)
+    rows = lookup(
+        gt_run,
+        gt_keys + ([] if VOID_ID in gt_keys else [VOID_ID]),
         np.arange(g + (0 if VOID_ID in gt_keys else 1)),
         missing=g + 1,
-        scale=p + 2,
-        max_id=_MAX_PNG_ID,
     )
-    cols = indexer.index(
-        pred_ids,
-        np.array(pred_keys + ([] if VOID_ID in pred_keys else [VOID_ID]), np.int64),
+    cols = lookup(
+        pred_run,
+        pred_keys + ([] if VOID_ID in pred_keys else [VOID_ID]),
         np.arange(p + (0 if VOID_ID in pred_keys else 1)),
         missing=p + 1,
-        max_id=_MAX_PNG_ID,
     )
-    inter = intersections(rows, cols, g + 2, p + 2)
+    inter = intersections(rows, cols, lengths, g + 2, p + 2)
 
     if inter[:, p + 1].any():
         listed = np.array(pred_keys + [VOID_ID], np.int64)
-        extra = np.setdiff1d(np.unique(pred_ids), listed)
+        extra = np.setdiff1d(np.unique(pred_run), listed)
         raise PanopticFormatError(
             f"image {image!r}: prediction segment id(s) {extra.tolist()} are in the PNG "
             f"{pred_ann.get('file_name')!r} but not in the prediction JSON"
@@ -227,7 +221,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(gt_dir: str, pred_dir: str, cat_index: Mapping[int, int]) -> None:
-    _WORKER.update(gt_dir=gt_dir, pred_dir=pred_dir, cat_index=dict(cat_index), indexer=IdIndexer())
+    _WORKER.update(gt_dir=gt_dir, pred_dir=pred_dir, cat_index=dict(cat_index))
 
 
 def _chunk_stats(chunk: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> PQStats:
@@ -240,9 +234,7 @@ def _chunk_stats(chunk: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -
                 )
         gt_ids = read_id_png(os.path.join(_WORKER["gt_dir"], gt_ann["file_name"]))
         pred_ids = read_id_png(os.path.join(_WORKER["pred_dir"], pred_ann["file_name"]))
-        stats += pair_stats(
-            gt_ids, pred_ids, gt_ann, pred_ann, _WORKER["cat_index"], _WORKER["indexer"]
-        )
+        stats += pair_stats(gt_ids, pred_ids, gt_ann, pred_ann, _WORKER["cat_index"])
     return stats
 
 

@@ -33,27 +33,13 @@ import numpy as np
 from panseg.datasets.info import DatasetInfo
 from panseg.evaluation.pq import (
     Category,
-    IdIndexer,
     PQStats,
     image_pq_stats,
     intersections,
+    joint_runs,
     summarize_pq,
 )
 from panseg.evaluation.semantic import summarize_semantic
-
-_BINCOUNT_LIMIT = 1 << 24
-
-
-def _present(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of a non-negative integer array and their counts."""
-    flat = values.ravel()
-    if flat.dtype.kind == "u" and flat.dtype.itemsize >= 8:
-        flat = flat.astype(np.int64)  # bincount takes no uint64
-    if flat.size and int(flat.max()) < _BINCOUNT_LIMIT:
-        counts = np.bincount(flat)
-        ids = np.flatnonzero(counts)
-        return ids, counts[ids]
-    return np.unique(flat, return_counts=True)
 
 
 class PanopticEvaluator:
@@ -79,7 +65,6 @@ class PanopticEvaluator:
         k = len(self.class_ids)
         self.confusion = np.zeros((k, k + 1), np.int64)
         self.images = 0
-        self._indexer = IdIndexer()
 
     # ----------------------------------------------------------------------- updates
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
@@ -96,11 +81,15 @@ class PanopticEvaluator:
         for name, arr in (("prediction", pred), ("ground truth", gt)):
             if not np.issubdtype(arr.dtype, np.integer):
                 raise ValueError(f"{name} must be an integer panoptic map, got {arr.dtype}")
-            if arr.size and int(arr.min()) < 0:
-                raise ValueError(f"{name} has negative panoptic values")
         div = self.info.label_divisor
 
-        gt_ids, gt_counts = _present(gt)  # sorted ascending: the last one is the largest
+        gt_run, pred_run, lengths = joint_runs(gt, pred)
+        gt_ids, gt_inverse = np.unique(gt_run, return_inverse=True)
+        pred_ids, pred_inverse = np.unique(pred_run, return_inverse=True)
+        for name, ids in (("prediction", pred_ids), ("ground truth", gt_ids)):
+            if len(ids) and ids[0] < 0:
+                raise ValueError(f"{name} has negative panoptic values, e.g. {int(ids[0])}")
+
         gt_sem = gt_ids // div
         gt_void = gt_sem == self.info.ignore_label
         gt_cat = self._categories_of(gt_sem[~gt_void], gt_ids[~gt_void], "ground truth")
@@ -108,26 +97,22 @@ class PanopticEvaluator:
         g = len(seg_ids)
         gt_crowd = self._is_thing[gt_sem[~gt_void]] & (seg_ids % div == 0)
 
-        pred_ids, _ = _present(pred)
         pred_sem = pred_ids // div
         pred_void = pred_sem == self.info.ignore_label
         pred_cat = self._categories_of(pred_sem[~pred_void], pred_ids[~pred_void], "prediction")
         p = int((~pred_void).sum())
 
-        rows = np.where(gt_void, g, np.cumsum(~gt_void) - 1)
-        cols = np.where(pred_void, p, np.cumsum(~pred_void) - 1)
-        row_map = self._indexer.index(
-            gt, gt_ids, rows, missing=g + 1, scale=p + 1, max_id=int(gt_ids[-1]) if len(gt_ids) else None
+        # distinct id -> row (segments in ascending id, every VOID id -> row g) and column
+        row_of_id = np.where(gt_void, g, np.cumsum(~gt_void) - 1)
+        col_of_id = np.where(pred_void, p, np.cumsum(~pred_void) - 1)
+        inter = intersections(
+            row_of_id[gt_inverse.ravel()], col_of_id[pred_inverse.ravel()], lengths, g + 1, p + 1
         )
-        col_map = self._indexer.index(
-            pred, pred_ids, cols, missing=p, max_id=int(pred_ids[-1]) if len(pred_ids) else None
-        )
-        inter = intersections(row_map, col_map, g + 2, p + 1)
         self.stats += image_pq_stats(
             inter,
             gt_category=gt_cat,
             gt_iscrowd=gt_crowd,
-            gt_area=gt_counts[~gt_void].astype(np.float64),
+            gt_area=inter[:g].sum(axis=1).astype(np.float64),
             pred_category=pred_cat,
             gt_void_row=g,
             num_categories=len(self.categories),
@@ -188,12 +173,3 @@ class PanopticEvaluator:
             out["semantic"] = summarize_semantic(self.confusion, self.class_ids)
         out["images"] = self.images
         return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_indexer"] = None  # the lookup table is a per-process cache
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._indexer = IdIndexer()

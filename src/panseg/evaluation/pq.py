@@ -16,8 +16,9 @@ source line, in ``docs/evaluation.md``. In short, per image pair:
   crowd segment of its category, where only the last crowd segment listed per category counts;
 * statistics are summed over images, then averaged over categories with TP + FP + FN > 0.
 
-The fast path turns the two id maps into compact row/column indices with a lookup table and
-counts every (GT segment, prediction segment) intersection with one ``np.bincount``; everything
+The fast path run-length encodes the pixel pairs (GT id, prediction id) in three vectorized
+comparisons, maps the few thousand run values to segment rows and columns, and counts every
+(GT segment, prediction segment) intersection with one weighted ``np.bincount``; everything
 after that works on the small intersection matrix. ``pq_reference.py`` is the slow oracle.
 """
 
@@ -32,7 +33,6 @@ import numpy as np
 VOID_ID = 0
 """Segment id of VOID pixels in panopticapi's PNGs (``VOID = 0`` in ``evaluation.py``)."""
 
-_LUT_LIMIT = 1 << 24  # RGB-encoded ids are < 256**3
 
 
 @dataclass(frozen=True)
@@ -95,81 +95,70 @@ class PQStats:
         )
 
 
-class IdIndexer:
-    """Maps an id map to small row indices through a reusable lookup table.
+def joint_runs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run-length encoding of the pixel pairs ``(a, b)`` in C order.
 
-    Keep one per process: it holds a zero-initialised int32 table of up to ``2**24`` entries
-    (64 MiB of address space, of which only the pages of used ids are ever touched) and resets
-    the entries it set, so a call costs one ``np.take`` over the pixels. Ids at or above
-    ``2**24`` fall back to ``np.searchsorted``.
-    """
-
-    def __init__(self) -> None:
-        self._lut = np.zeros(0, np.int32)
-
-    def index(
-        self,
-        ids: np.ndarray,
-        keys: np.ndarray,
-        values: np.ndarray,
-        missing: int,
-        scale: int = 1,
-        max_id: int | None = None,
-    ) -> np.ndarray:
-        """Return ``values[k] * scale`` where ``ids == keys[k]``, ``missing * scale`` elsewhere.
-
-        Args:
-            ids: integer array (any shape) of non-negative ids.
-            keys: (N,) distinct non-negative integer ids.
-            values: (N,) non-negative integers.
-            missing: the index of ids that are no key.
-            scale: a factor applied to every returned index (to build joint keys).
-            max_id: an upper bound of ``ids`` when the caller knows one (saves a pass).
-        Returns:
-            int32 array shaped like ``ids`` (int64 if an index times ``scale`` needs it).
-        """
-        keys = np.asarray(keys, np.int64)
-        values = np.asarray(values, np.int64)
-        top = int(ids.max(initial=0)) if max_id is None else int(max_id)
-        if len(keys):
-            top = max(top, int(keys.max()))
-        biggest = max(int(values.max(initial=0)), missing) * scale
-        negative = bool(len(keys)) and int(keys.min()) < 0  # never in an id map; no table slot
-        if top < _LUT_LIMIT and biggest < 1 << 30 and not negative:
-            if self._lut.shape[0] <= top:
-                size = min(_LUT_LIMIT, max(top + 1, 2 * self._lut.shape[0]))
-                self._lut = np.zeros(size, np.int32)
-            self._lut[keys] = (values - missing) * scale
-            try:
-                out = np.take(self._lut, ids)
-            finally:
-                self._lut[keys] = 0
-            out += missing * scale
-            return out
-        out = np.full(ids.shape, missing, np.int64)
-        if len(keys):
-            order = np.argsort(keys, kind="stable")
-            sorted_keys = keys[order]
-            pos = np.minimum(np.searchsorted(sorted_keys, ids), len(keys) - 1)
-            found = sorted_keys[pos] == ids
-            out[found] = values[order][pos[found]]
-        out *= scale
-        return out
-
-
-def intersections(rows: np.ndarray, cols: np.ndarray, num_rows: int, num_cols: int) -> np.ndarray:
-    """Joint histogram of two index maps.
+    Segment maps are mostly long runs of one (GT id, prediction id) pair along a row, so three
+    vectorized comparisons shrink an image to a few thousand runs, on which everything else is
+    cheap. The counts stay exact.
 
     Args:
-        rows: integer array of row indices times ``num_cols`` (``IdIndexer.index`` with
-            ``scale=num_cols``), rows in ``[0, num_rows)``.
-        cols: integer array of the same shape, values in ``[0, num_cols)``.
+        a, b: integer arrays of one shape (any dtype, any values).
     Returns:
-        (num_rows, num_cols) int64 matrix; entry (r, c) counts pixels with row r and column c.
+        ``(a_values, b_values, lengths)``: 1-D arrays, one entry per maximal run of equal pairs;
+        lengths are int64 and sum to ``a.size``.
     """
-    key = rows.ravel() + cols.ravel()
-    counts = np.bincount(key, minlength=num_rows * num_cols)
-    return counts.reshape(num_rows, num_cols).astype(np.int64, copy=False)
+    a = np.ascontiguousarray(a).ravel()
+    b = np.ascontiguousarray(b).ravel()
+    n = a.size
+    if n == 0:
+        return a[:0], b[:0], np.zeros(0, np.int64)
+    change = np.empty(n, bool)
+    change[0] = True
+    np.not_equal(a[1:], a[:-1], out=change[1:])
+    change[1:] |= b[1:] != b[:-1]
+    starts = np.flatnonzero(change)
+    lengths = np.diff(starts, append=n)
+    return a[starts], b[starts], lengths
+
+
+def lookup(values: np.ndarray, keys: np.ndarray, indices: np.ndarray, missing: int) -> np.ndarray:
+    """``indices[k]`` where ``values == keys[k]``, ``missing`` where a value is no key.
+
+    Args:
+        values: integer array (any shape).
+        keys: (N,) distinct integers; indices: (N,) integers.
+    Returns:
+        int64 array shaped like ``values``.
+    """
+    keys = np.asarray(keys, np.int64)
+    out = np.full(np.shape(values), missing, np.int64)
+    if len(keys) == 0:
+        return out
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    values = np.asarray(values).astype(np.int64, copy=False)
+    pos = np.minimum(np.searchsorted(sorted_keys, values), len(keys) - 1)
+    found = sorted_keys[pos] == values
+    out[found] = np.asarray(indices, np.int64)[order][pos[found]]
+    return out
+
+
+def intersections(
+    rows: np.ndarray, cols: np.ndarray, lengths: np.ndarray, num_rows: int, num_cols: int
+) -> np.ndarray:
+    """Joint histogram of runs.
+
+    Args:
+        rows: (R,) int row index of each run, in ``[0, num_rows)``.
+        cols: (R,) int column index of each run, in ``[0, num_cols)``.
+        lengths: (R,) int pixels in each run.
+    Returns:
+        (num_rows, num_cols) int64 matrix; entry (r, c) counts the pixels with row r, column c.
+    """
+    counts = np.bincount(rows * num_cols + cols, weights=lengths, minlength=num_rows * num_cols)
+    # float64 sums of integers are exact below 2**53 pixels
+    return counts.astype(np.int64).reshape(num_rows, num_cols)
 
 
 def image_pq_stats(
