@@ -152,6 +152,18 @@ def test_collate_pads_to_size_divisibility(tmp_path):
     loader = DataLoader(ds, batch_size=3, collate_fn=collate)
     sizes = [b["image"].shape[0] for b in loader]
     assert sizes == [3, 1]
+    # In workers the batch is built in shared memory; contents are the same.
+    loader = DataLoader(ds, batch_size=2, collate_fn=collate, num_workers=2)
+    got = {}
+    for b in loader:
+        for j, index in enumerate(b["index"].tolist()):
+            got[index] = (b["image"][j], b["targets"]["offset"][j])
+    assert sorted(got) == [0, 1, 2, 3]
+    for index, (image, offset) in got.items():
+        want = ds.get(index)
+        single = collate([want])
+        assert torch.equal(image, single["image"][0])
+        assert torch.equal(offset, single["targets"]["offset"][0])
 
 
 def test_reads_fsspec_urls(tmp_path):

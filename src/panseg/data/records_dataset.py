@@ -30,7 +30,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from panseg import fsio
 from panseg.data.decode import decode_record
-from panseg.data.sharding import reader_examples
+from panseg.data.sharding import rank_examples, reader_examples
 from panseg.datasets.info import DatasetInfo
 from panseg.records.manifest import MANIFEST_NAME, Manifest
 from panseg.records.tfrecord import iter_record_offsets, read_record_at
@@ -235,8 +235,6 @@ class PanopticRecordDataset(IterableDataset):
 
     def __len__(self) -> int:
         """Examples this rank reads per epoch (over all its workers)."""
-        from panseg.data.sharding import rank_examples
-
         _, mine = rank_examples(
             self.counts(),
             rank=self.rank,
