@@ -110,3 +110,14 @@ def test_bad_arguments() -> None:
         assign_to_centers(torch.zeros(1, 2, dtype=torch.long), torch.zeros(3, 2), (4, 4), cell=12)
     with pytest.raises(ValueError, match="float"):
         assign_to_centers(torch.zeros(1, 2, dtype=torch.long), torch.zeros(3, 2).long(), (4, 4))
+
+
+@pytest.mark.parametrize("cell", [4, 32])
+def test_sparse_points_in_a_large_image(cell: int) -> None:
+    """Few points over many cells: only occupied cells get candidate lists."""
+    gen = torch.Generator().manual_seed(5)
+    centers = torch.randint(0, 3000, (12, 2), generator=gen)
+    points = torch.rand(1500, 2, generator=gen) * 3000
+    points[:300] = centers[torch.randint(12, (300,), generator=gen)].float() + 0.5
+    got = assign_to_centers(centers, points, (3000, 3000), cell=cell)
+    assert torch.equal(got, _dense(centers, points))

@@ -9,7 +9,7 @@ going to the lowest k. Float rounding means two centers at different exact dista
 The fast path gives the same indices bit for bit while computing norms for few pixel/center
 pairs:
 
-* predicted locations are binned into square cells of ``cell`` pixels over the image;
+* predicted locations are binned into square cells of ``cell`` (32) pixels over the image;
 * for each occupied cell, a center k is a *candidate* unless its distance to the cell rectangle
   exceeds ``(1 + tol)`` times the smallest farthest-corner distance over all centers (plus a
   tiny absolute slack). ``tol`` (32 machine epsilons of the dtype) is far above the rounding of
@@ -94,7 +94,7 @@ def assign_to_centers(
     centers: torch.Tensor,
     points: torch.Tensor,
     image_size: tuple[int, int],
-    cell: int = 16,
+    cell: int = 32,
 ) -> torch.Tensor:
     """Index of the nearest center for each predicted location, as the reference computes it.
 
@@ -122,15 +122,15 @@ def assign_to_centers(
 
     height, width = image_size
     grid_h, grid_w = (height + cell - 1) // cell, (width + cell - 1) // cell
-    py, px = points[:, 0], points[:, 1]
-    # NaN compares False, so non-finite points are "outside".
-    inside = (py >= 0) & (py < grid_h * cell) & (px >= 0) & (px < grid_w * cell)
     result = torch.empty(num_points, dtype=torch.long, device=device)
-
-    if bool(inside.all()):
+    low, high = torch.aminmax(points, dim=0)  # NaN propagates and fails the test below
+    if bool((low >= 0).all() & (high[0] < grid_h * cell) & (high[1] < grid_w * cell)):
         inside_idx = None
         p_in = points
     else:
+        py, px = points[:, 0], points[:, 1]
+        # NaN compares False, so non-finite points are "outside".
+        inside = (py >= 0) & (py < grid_h * cell) & (px >= 0) & (px < grid_w * cell)
         outside_idx = torch.nonzero(~inside).squeeze(1)
         result[outside_idx] = _brute_force(centers_f, points[outside_idx])
         inside_idx = torch.nonzero(inside).squeeze(1)
@@ -140,34 +140,39 @@ def assign_to_centers(
 
     # Locations are >= 0 here and the cell a power of two: p / cell is exact and truncation
     # toward zero is the floor.
-    cell_id = (p_in[:, 0] / cell).long() * grid_w
-    cell_id += (p_in[:, 1] / cell).long()
-    occupied = torch.nonzero(torch.bincount(cell_id, minlength=grid_h * grid_w)).squeeze(1)
-    local = torch.full((grid_h * grid_w,), -1, dtype=torch.long, device=device)
-    local[occupied] = torch.arange(occupied.numel(), device=device)
+    cell_yx = (p_in / cell).long()
+    cell_id = cell_yx[:, 0] * grid_w + cell_yx[:, 1]
+    num_cells = grid_h * grid_w
+    if num_cells * num_centers <= 2 * p_in.shape[0]:
+        cells = torch.arange(num_cells, device=device)  # every cell: no compaction pass
+    else:
+        cells = torch.nonzero(torch.bincount(cell_id, minlength=num_cells)).squeeze(1)
+        local = torch.empty(num_cells, dtype=torch.long, device=device)
+        local[cells] = torch.arange(cells.numel(), device=device)
+        cell_id = local[cell_id]
     tol = 32.0 * torch.finfo(points.dtype).eps
-    cand = _candidates(centers_f, occupied // grid_w, occupied % grid_w, cell, tol)  # [G, K]
+    cand = _candidates(centers_f, cells // grid_w, cells % grid_w, cell, tol)  # [G, K]
     count = cand.sum(dim=1)
     # Candidate indices of each cell in increasing order (True first, stable).
     order = torch.argsort((~cand).to(torch.uint8), dim=1, stable=True)
+    # A cell's only candidate, or -1 where the rounded norms must decide.
+    decided = torch.where(count == 1, order[:, 0], -1)
 
-    pix_cell = local[cell_id]
-    # Every pixel takes its cell's first candidate; pixels of multi-candidate cells are redone.
-    assigned = order[:, 0][pix_cell]
-    pix_count = count[pix_cell]
-    multi = torch.nonzero(pix_count > 1).squeeze(1)
+    assigned = decided[cell_id]
+    multi = torch.nonzero(assigned < 0).squeeze(1)
     if multi.numel():
+        pix_cell = cell_id[multi]
+        pix_count = count[pix_cell]
         # Buckets of similar candidate counts (2, 3-4, 5-8, ...) keep padding below 2x.
-        bucket = torch.ceil(torch.log2(pix_count[multi].to(torch.float64))).long()
-        slots = None
+        bucket = torch.ceil(torch.log2(pix_count.to(torch.float64))).long()
         for b in torch.unique(bucket).tolist():
-            sel = multi[bucket == b]
-            width_b = int(pix_count[sel].max())
+            in_bucket = torch.nonzero(bucket == b).squeeze(1)
+            width_b = int(pix_count[in_bucket].max())
             slots = torch.arange(width_b, device=device)
             chunk = max(1, _CHUNK_ELEMENTS // width_b)
-            for start in range(0, sel.numel(), chunk):
-                s = sel[start : start + chunk]
-                cl = pix_cell[s]
+            for start in range(0, in_bucket.numel(), chunk):
+                part = in_bucket[start : start + chunk]
+                s, cl = multi[part], pix_cell[part]
                 idx = order[cl, :width_b]  # [m, M]
                 distance = torch.linalg.vector_norm(centers_f[idx] - p_in[s][:, None, :], dim=-1)
                 distance.masked_fill_(slots[None, :] >= count[cl][:, None], float("inf"))

@@ -128,24 +128,27 @@ def merge_codes(
     """
     # Stuff: area of each label over pixels with instance == 0.
     area = torch.bincount(code, minlength=table.numel())
+    fg_code = code[fg_index]
     if fg_index.numel():
-        area -= torch.bincount(code[fg_index], minlength=table.numel())
+        area -= torch.bincount(fg_code, minlength=table.numel())
     keep_stuff = (~thing_table) & (area >= stuff_area)
     lut = torch.where(keep_stuff, table * label_divisor, torch.full_like(table, void_label))
     panoptic = lut.index_select(0, code)
     if fg_index.numel() == 0:
         return panoptic
-    panoptic[fg_index] = void_label
+    if fg_thing is not None:
+        panoptic[fg_index] = void_label  # foreground but not thing: void (else overwritten)
 
     # Things: majority class per instance id, numbered per class in increasing id order.
     if fg_thing is None:
-        thing_index, thing_instance = fg_index, fg_instance
+        thing_index, thing_instance, thing_code = fg_index, fg_instance, fg_code
     else:
         thing_index, thing_instance = fg_index[fg_thing], fg_instance[fg_thing]
+        thing_code = fg_code[fg_thing]
     if thing_index.numel():
         ids, id_code = _codes(thing_instance)
         present = torch.nonzero(torch.bincount(id_code, minlength=ids.numel())).squeeze(1)
-        classes = _majority(id_code, table[code[thing_index]], ids.numel())[present]
+        classes = _majority(id_code, table[thing_code], ids.numel())[present]
         values = torch.zeros_like(ids, dtype=torch.long)
         values[present] = classes * label_divisor + number_instances(classes)
         panoptic[thing_index] = values[id_code]
@@ -155,6 +158,14 @@ def merge_codes(
 def thing_lookup(table: torch.Tensor, thing_ids: Iterable[int]) -> torch.Tensor:
     """bool [U]: which labels of ``table`` are in ``thing_ids``."""
     things = torch.tensor(sorted({int(t) for t in thing_ids}), dtype=torch.long)
+    if table.numel() == 0:
+        return torch.zeros(0, dtype=torch.bool, device=table.device)
+    lo, hi = int(table[0]), int(table[-1])
+    if hi - lo + 1 == table.numel():  # a range: scatter instead of isin
+        lookup = torch.zeros(table.numel(), dtype=torch.bool)
+        things = things[(things >= lo) & (things <= hi)]
+        lookup[things - lo] = True
+        return lookup.to(table.device)
     return torch.isin(table, things.to(table.device))
 
 
