@@ -23,6 +23,7 @@ their shards stay pending, and the rerun redoes only the failed ones.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue as queue_module
 import time
@@ -100,8 +101,9 @@ class DaskEngine:
                     ) from None
             else:
                 n = self.local_workers or os.cpu_count() or 1
-                cluster = LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                cluster = LocalCluster(  # failures are reported here, not by worker logs
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=logging.CRITICAL,
                 )
                 self._own.append(cluster)
                 self.client = Client(cluster)

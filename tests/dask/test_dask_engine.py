@@ -218,3 +218,88 @@ def test_progress_counts_every_image_once(client, coco_root, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "write train: 100%" in err and "12/12" in err and "13/12" not in err
+
+
+def _use_s3_endpoint(url: str | None) -> None:
+    """Point fsspec's s3:// at ``url`` (None: back to the defaults), here or on a worker."""
+    import fsspec.config
+
+    from panseg import fsio
+
+    if url is None:
+        fsspec.config.conf.pop("s3", None)
+    else:
+        fsspec.config.conf["s3"] = {
+            "key": "testing", "secret": "testing",
+            "client_kwargs": {"endpoint_url": url, "region_name": "eu-west-1"},
+        }
+    fsio._fs_cache.pop("s3", None)
+
+
+@pytest.fixture
+def s3_endpoint(client):
+    """A local S3 server (moto) that this process and the workers write to."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        _use_s3_endpoint(url)
+        client.run(_use_s3_endpoint, url)
+        yield url
+    finally:
+        _use_s3_endpoint(None)
+        client.run(_use_s3_endpoint, None)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_workers_write_to_an_object_store(client, coco_root, tmp_path, s3_endpoint):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("records")
+    source = CocoPanopticSource(str(coco_root))
+    val = {"splits": ("val",)}
+    report = coco_convert(source, "s3://records/coco", DaskEngine(client=client), **val)
+    assert report.manifest_path == "s3://records/coco/manifest.json"
+    coco_convert(source, tmp_path / "local", LocalEngine(1), **val)
+    expected = tree(tmp_path / "local")
+    assert {path[len("records/coco/"):]: fs.cat(path) for path in fs.find("records/coco")} == expected
+    again = coco_convert(source, "s3://records/coco", DaskEngine(client=client), **val)
+    assert again.splits["val"].written_shards == 0
+
+
+def test_a_lost_worker_is_reported_with_its_shard():
+    class KilledWorker(Exception):  # raised by the scheduler, not inside the task
+        pass
+
+    class Future:  # what as_completed hands back for a task whose workers kept dying
+        status = "error"
+
+        def exception(self):
+            return KilledWorker("attempted to run task on 3 different workers, all died")
+
+    message = DaskEngine._failure(Future(), "shard train-00001-of-00003.tfrecord")
+    assert message == ("shard train-00001-of-00003.tfrecord: KilledWorker: attempted to run task "
+                       "on 3 different workers, all died")
+    Future.status = "cancelled"
+    assert "cancelled" in DaskEngine._failure(Future(), "shard s")
