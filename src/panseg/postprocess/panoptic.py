@@ -92,7 +92,15 @@ def get_panoptic_segmentation(
     )
     table, code = semantic_codes(sem)
     thing_table = thing_lookup(table, things)
-    if foreground_mask is None:
+    distinct = sorted(set(things))
+    if (
+        foreground_mask is None
+        and distinct
+        and distinct == list(range(distinct[0], distinct[-1] + 1))
+    ):
+        # Consecutive thing labels (Cityscapes 11-18, COCO 0-79): two vectorised comparisons.
+        thing_seg = ((sem >= distinct[0]) & (sem <= distinct[-1])).reshape(-1)
+    elif foreground_mask is None:
         thing_seg = thing_table.index_select(0, code)
     else:
         thing_seg = foreground_mask[0].reshape(-1)
