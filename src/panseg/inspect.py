@@ -1,4 +1,9 @@
-"""Summaries and overlay pictures of DeepLab2-schema record shards (no TensorFlow)."""
+"""Summaries and overlay pictures of record shards, DeepLab2 or Model Garden (no TensorFlow).
+
+The schema and the dataset facts come from the manifest beside the shards; shards without
+one are read as DeepLab2's COCO panoptic records. A Model Garden example is shown through its
+panoptic masks, as ``category * 256 + instance`` (original COCO category ids).
+"""
 
 from __future__ import annotations
 
@@ -28,22 +33,41 @@ class ShardSummary:
         return sum(self.shard_counts.values())
 
 
-def dataset_info_for(shard: str) -> DatasetInfo:
-    """Facts from the manifest beside ``shard``; COCO panoptic when there is none."""
+def schema_and_info_for(shard: str) -> tuple[str, DatasetInfo]:
+    """Schema and facts from the manifest beside ``shard``; DeepLab2 COCO when none."""
     from panseg.datasets.coco import coco_panoptic_info
     from panseg.records.manifest import load_manifest
 
     directory = os.path.dirname(shard) or "."
     if fsio.exists(fsio.join(directory, "manifest.json")):
-        return load_manifest(directory).dataset
-    return coco_panoptic_info()
+        manifest = load_manifest(directory)
+        return manifest.schema, manifest.dataset
+    return "deeplab2", coco_panoptic_info()
+
+
+def panoptic_view(
+    data: bytes, schema: str, info: DatasetInfo, where: str
+) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """``(filename, image uint8 (H, W, 3), panoptic int (H, W) or None)`` of one record."""
+    if schema == "model-garden":
+        from panseg.records.model_garden import decode_model_garden
+
+        mg = decode_model_garden(data, where=where)
+        if mg.category is None:
+            return mg.filename, mg.image, None
+        instance = mg.instance if mg.instance is not None else np.zeros_like(mg.category)
+        panoptic = mg.category.astype(np.int64) * info.label_divisor + instance
+        return mg.filename, mg.image, panoptic
+    from panseg.records.deeplab2 import decode_deeplab2
+
+    decoded = decode_deeplab2(data, where=where)
+    return decoded.filename, decoded.image, decoded.label
 
 
 def inspect_shards(pattern: str, *, show: int = 0, out_dir: str | None = None) -> ShardSummary:
     """Read every example of the shards matching ``pattern``; write ``show`` overlays."""
     from PIL import Image
 
-    from panseg.records.deeplab2 import IMAGE_FORMAT, LABEL_FORMAT, decode_deeplab2
     from panseg.records.example import decode_example
     from panseg.records.tfrecord import iter_records
     from panseg.viz.overlay import overlay, side_by_side
@@ -52,7 +76,8 @@ def inspect_shards(pattern: str, *, show: int = 0, out_dir: str | None = None) -
     shards = [s for s in shards if fsio.exists(s)]
     if not shards:
         raise FileNotFoundError(f"{pattern}: no shard matches")
-    summary = ShardSummary(info=dataset_info_for(shards[0]))
+    schema, info = schema_and_info_for(shards[0])
+    summary = ShardSummary(info=info)
     info = summary.info
     if out_dir:
         fsio.makedirs(out_dir)
@@ -64,13 +89,13 @@ def inspect_shards(pattern: str, *, show: int = 0, out_dir: str | None = None) -
                 feats = decode_example(data)
                 for key, value in feats.items():
                     summary.keys.setdefault(key, set()).add(value.kind)
-                fmt = feats[IMAGE_FORMAT].one() if IMAGE_FORMAT in feats else b"?"
-                label_fmt = feats[LABEL_FORMAT].one() if LABEL_FORMAT in feats else b"none"
-                summary.formats[f"{fmt.decode()}/{label_fmt.decode()}"] += 1
-                decoded = decode_deeplab2(data, where=f"{shard} record {index}")
-                if decoded.label is None:
+                summary.formats[_formats(feats)] += 1
+                filename, image, panoptic = panoptic_view(
+                    data, schema, info, where=f"{shard} record {index}"
+                )
+                if panoptic is None:
                     continue
-                values, counts = np.unique(decoded.label, return_counts=True)
+                values, counts = np.unique(panoptic, return_counts=True)
                 semantic = values // info.label_divisor
                 for class_id in np.unique(semantic).tolist():
                     summary.class_images[class_id] += 1
@@ -79,12 +104,22 @@ def inspect_shards(pattern: str, *, show: int = 0, out_dir: str | None = None) -
                 thing = np.isin(semantic, list(info.thing_ids)) & (values % info.label_divisor > 0)
                 summary.instances[int(thing.sum())] += 1
                 if out_dir and len(summary.overlays) < show:
-                    picture = side_by_side(
-                        decoded.image, overlay(decoded.image, decoded.label, info)
-                    )
-                    path = fsio.join(out_dir, f"{decoded.filename}_overlay.png")
+                    picture = side_by_side(image, overlay(image, panoptic, info))
+                    path = fsio.join(out_dir, f"{os.path.splitext(filename)[0]}_overlay.png")
                     with fsio.atomic_writer(path) as out:
                         Image.fromarray(picture).save(out, format="PNG")
                     summary.overlays.append(path)
         summary.shard_counts[shard] = count
     return summary
+
+
+def _formats(feats: dict) -> str:
+    """``image format / label format`` of one example's features."""
+    def first(key: str) -> str:
+        value = feats.get(key)
+        return value.values[0].decode() if value is not None and value.values else "none"
+
+    label = first("image/segmentation/class/format")
+    if label == "none" and "image/panoptic/category_mask" in feats:
+        label = "png masks"
+    return f"{first('image/format')}/{label}"
