@@ -2,7 +2,7 @@
 
 :class:`DaskEngine` runs the same worker calls as :class:`panseg.convert.LocalEngine`
 (``_write_one_shard`` per shard, ``_validate_chunk`` per chunk of 32 items) on a Dask
-cluster: an existing scheduler (``scheduler="tcp://host:8786"``), a :class:`distributed.Client`
+cluster: an existing scheduler (``scheduler="tcp://host:8786"`` or a scheduler file), a :class:`distributed.Client`
 you made (``client=``), or a ``LocalCluster`` of ``local_workers`` processes. Listing, the
 decision of which shards are still to do, and publishing stay in the calling process, so the
 output directory ends up byte-for-byte what the local engine writes, and a rerun skips the
@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from panseg import fsio
 from panseg.convert import (
     VALIDATE_CHUNK,
     TaskFailed,
@@ -45,7 +46,8 @@ class DaskEngine:
     """Runs conversion calls as Dask tasks (see the module docstring).
 
     Args:
-        scheduler: address of a running scheduler (``tcp://host:8786``).
+        scheduler: address of a running scheduler (``tcp://host:8786``), or the JSON file
+            that ``dask scheduler --scheduler-file FILE`` writes.
         local_workers: start a ``LocalCluster`` of this many one-thread worker processes
             (default: the number of CPUs) when neither ``scheduler`` nor ``client`` is given.
         client: a connected :class:`distributed.Client` to use (not closed here).
@@ -94,7 +96,10 @@ class DaskEngine:
         if self.client is None:
             if self.scheduler:
                 try:
-                    self.client = Client(self.scheduler)
+                    if os.path.isfile(self.scheduler):  # dask scheduler --scheduler-file
+                        self.client = Client(scheduler_file=self.scheduler)
+                    else:
+                        self.client = Client(self.scheduler)
                 except OSError as exc:
                     raise ConnectionError(
                         f"dask scheduler {self.scheduler}: cannot connect ({exc})"
@@ -169,9 +174,10 @@ class DaskEngine:
             return []
         client = self._connect()
         run = uuid.uuid4().hex[:8]
+        storage = fsio.storage_options()  # the workers use the client's object-store options
         futures = [
             client.submit(
-                _run_task, fn, args, self._topic, index,
+                _run_task, fn, args, self._topic, index, storage,
                 key=f"panseg-{desc.replace(' ', '-')}-{index}-{run}",
                 retries=self.retries, pure=False,
             )
@@ -254,8 +260,13 @@ class _EventTicker:
             self.count, self.last = 0, time.monotonic()
 
 
-def _run_task(fn: Callable, args: tuple, topic: str, index: int) -> Any:
-    """One Dask task: ``fn(*args)`` with its progress ticks sent to ``topic``."""
+def _run_task(
+    fn: Callable, args: tuple, topic: str, index: int, storage: dict | None = None
+) -> Any:
+    """One Dask task: ``fn(*args)`` with its progress ticks sent to ``topic``, under the
+    client's object-store options ``storage`` (see :func:`panseg.fsio.configure`)."""
+    if storage is not None and storage != fsio.storage_options():
+        fsio.configure(storage)
     ticker = _EventTicker(topic, index)
     with progress_sink(ticker):
         try:

@@ -4,6 +4,7 @@ One LocalCluster of two one-thread worker *processes* serves the module, so sour
 encoders and this module's failing source really cross process boundaries by pickling.
 """
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -192,9 +193,17 @@ def test_cli_engine_dask_model_garden_equals_local(client, coco_root, tmp_path, 
     assert main([*common, "--out", str(tmp_path / "dask"), "--engine", "dask",
                  "--scheduler", address]) == 0
     assert tree(tmp_path / "dask") == tree(tmp_path / "local")
+    scheduler_file = tmp_path / "scheduler.json"  # as `dask scheduler --scheduler-file` writes
+    scheduler_file.write_text(json.dumps({"type": "Scheduler", "address": address}))
+    assert main([*common, "--out", str(tmp_path / "file"), "--engine", "dask",
+                 "--scheduler", str(scheduler_file)]) == 0
+    assert tree(tmp_path / "file") == tree(tmp_path / "local")
+    assert f"dask: 2 worker(s), 2 thread(s) at {address}" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "dask"), "--engine", "dask",
                  "--scheduler", address]) == 0
-    assert "0 shards written, 3 already complete" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "0 shards written, 3 already complete" in captured.out
+    assert "dask:" not in captured.err  # nothing to do: the cluster is not even contacted
 
 
 def test_cli_engine_options_are_checked(coco_root, tmp_path, capsys):

@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 
+from panseg import fsio
 from panseg.cli.common import CommandError, add_command
+from panseg.cli.storage import add_storage_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,7 +73,9 @@ def add_common_arguments(
 ) -> None:
     """Options every converter shares (``root=False``: no ``--root``, as in ``merge``)."""
     if root:
-        parser.add_argument("--root", required=True, help="dataset root directory")
+        parser.add_argument(
+            "--root", required=True, help="dataset root directory (local path or URL)"
+        )
     parser.add_argument("--out", required=True, help="output directory (local path or URL)")
     parser.add_argument("--splits", default=default_splits, help="comma-separated splits")
     parser.add_argument("--num-shards", type=int, default=default_shards, help="shards per split")
@@ -93,6 +97,7 @@ def add_common_arguments(
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_engine_arguments(parser)
+    add_storage_arguments(parser)
     parser.add_argument(
         "--class-map",
         metavar="FILE",
@@ -115,7 +120,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
     where = group.add_mutually_exclusive_group()
     where.add_argument(
-        "--scheduler", metavar="ADDRESS", help="dask: a running scheduler, e.g. tcp://host:8786"
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask: a running scheduler, e.g. tcp://host:8786, or its --scheduler-file JSON",
     )
     where.add_argument(
         "--local-workers",
@@ -275,7 +282,7 @@ def run_coco(args: argparse.Namespace) -> int:
     from panseg.records.deeplab2 import PanopticDeepLab2Encoder
 
     splits = parse_splits(args.splits, COCO_SPLITS)
-    if not os.path.isdir(args.root):
+    if not fsio.isdir(args.root):
         raise CommandError(f"--root {args.root}: no such directory")
     if getattr(args, "num_shards", None) is None:
         args.num_shards = 32 if args.schema == "model-garden" else 1000
@@ -394,7 +401,7 @@ def run_cityscapes(args: argparse.Namespace) -> int:
     from panseg.records.deeplab2_small_ids import SmallIdPanopticEncoder
 
     splits = parse_splits(args.splits, CITYSCAPES_SPLITS)
-    if not os.path.isdir(args.root):
+    if not fsio.isdir(args.root):
         raise CommandError(f"--root {args.root}: no such directory")
     info = cityscapes_panoptic_info()
     if args.task == "semantic":
