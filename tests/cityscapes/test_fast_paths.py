@@ -144,3 +144,16 @@ def test_semantic_table_path_equals_numpy_reference():
         raw = RawSemanticExample("k", "k.png", png(np.zeros((6, 9, 3), np.uint8)), "png",
                                  "k_labelIds.png", png(label_ids, **extra))
         assert encoder.label(raw, 6, 9) == encode_label_png(map_label_png(label_ids, lut))
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (1, 1), (5, 7), (64, 64)])
+def test_runs_and_distinct_values_equal_numpy(shape):
+    from panseg.datasets.runs import distinct_values, runs
+
+    rng = np.random.default_rng(5)
+    ids = np.repeat(rng.integers(0, 40000, size=(shape[0], max(1, shape[1] // 3))), 3, axis=1)
+    ids = ids[:, : shape[1]].astype(np.uint16)
+    assert distinct_values(ids).tolist() == np.unique(ids).tolist()
+    starts, lengths = runs(ids.ravel())
+    assert lengths.sum() == ids.size
+    assert np.array_equal(np.repeat(ids.ravel()[starts], lengths), ids.ravel())

@@ -39,6 +39,7 @@ from panseg.datasets.cityscapes_labels import (
 )
 from panseg.datasets.coco import read_rgb_segment_ids
 from panseg.datasets.info import DatasetInfo
+from panseg.datasets.runs import distinct_values
 from panseg.datasets.semantic import RawSemanticExample
 
 CITYSCAPES_SPLITS = ("train", "val", "test")
@@ -91,21 +92,6 @@ def instance_values(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return values.astype(np.int64), counts[values].astype(np.int64)
     values, counts = np.unique(flat, return_counts=True)
     return values.astype(np.int64), counts.astype(np.int64)
-
-
-def distinct_values(ids: np.ndarray) -> np.ndarray:
-    """Distinct values of an id map in ascending order (``int64 (K,)``).
-
-    Every value's first occurrence starts a run of equal values in row-major order, so only
-    the values at run starts are sorted: a few thousand instead of millions of pixels.
-    """
-    flat = ids.ravel()
-    if flat.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    change = np.empty(flat.size, dtype=bool)
-    change[0] = True
-    np.not_equal(flat[1:], flat[:-1], out=change[1:])
-    return np.unique(flat[change]).astype(np.int64)
 
 
 def panoptic_segments(
@@ -213,7 +199,8 @@ class CityscapesSource:
             city = os.path.basename(os.path.dirname(path))
             label = os.path.join(self.root, "gtFine", split, city, key + suffix)
             if not os.path.isfile(label):
-                problems.append(Problem(label, f"missing label file for {path}", item=key))
+                hint = " (run `panseg prepare cityscapes`)" if self.mode == "prepared" else ""
+                problems.append(Problem(label, f"missing label file for {path}{hint}", item=key))
                 continue
             items.append(CityscapesItem(key, path, label))
         return items, problems

@@ -26,6 +26,7 @@ import numpy as np
 
 from panseg.datasets.base import ItemProblems, Problem
 from panseg.datasets.info import DatasetInfo
+from panseg.datasets.runs import distinct_values
 from panseg.datasets.semantic import RawSemanticExample
 from panseg.records.deeplab2 import deeplab2_example
 from panseg.records.images import image_size, prepare_image
@@ -99,7 +100,7 @@ class SemanticPngEncoder:
             image.load()
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise problem(f"not a readable PNG ({exc})") from None
-        present = [v for v, count in enumerate(image.histogram()) if count]
+        present = distinct_values(np.asarray(image)).tolist()
         if self.lut is None:
             allowed = set(self.info.class_ids) | {self.info.ignore_label}
             bad = [v for v in present if v not in allowed]

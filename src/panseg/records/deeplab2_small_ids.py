@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from panseg.datasets.base import ItemProblems, Problem, RawExample
+from panseg.datasets.runs import runs
 from panseg.records.deeplab2 import PanopticDeepLab2Encoder, deeplab2_example
 from panseg.records.images import prepare_image
 from panseg.records.png_chunks import prepare_png
@@ -75,23 +76,6 @@ def paint_small_ids(
     index = np.take(index_table, ids, mode="clip")
     areas = np.bincount(index.ravel(), minlength=k + 1)[:k] if count_areas else None
     return np.take(value_table, index), areas
-
-
-def runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of equal values of a 1-D array.
-
-    Returns:
-        ``(starts, lengths)``: ``intp (R,)`` first index of each run and ``intp (R,)`` its
-        length (``R = 0`` for an empty array).
-    """
-    n = flat.size
-    if n == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
-    change = np.empty(n, dtype=bool)
-    change[0] = True
-    np.not_equal(flat[1:], flat[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    return starts, np.diff(starts, append=n)
 
 
 @dataclass(frozen=True)
