@@ -9,7 +9,7 @@ Data: a synthetic raw Cityscapes tree (``synth_cityscapes``) of 1024x2048 frames
 22 things, about 20 to 30 panoptic segments per image, train split only.
 
 panseg converts the raw tree (``*_instanceIds.png`` / ``*_labelIds.png``) in one step, with
-1 and 2 worker processes. DeepLab2's ``data/build_cityscapes_data.py`` ``_convert_dataset``
+1 and 2 worker processes, and the prepared tree (``--source prepared``) with 1. DeepLab2's ``data/build_cityscapes_data.py`` ``_convert_dataset``
 runs in the TensorFlow environment, as DeepLab2 runs it (one process), on the same tree after
 the preparation it needs (``panseg prepare cityscapes``, whose files equal cityscapesScripts'
 ``csCreateTrainIdLabelImgs`` and ``csCreatePanopticImgs --use-train-id`` byte for byte),
@@ -17,7 +17,8 @@ timed without the TensorFlow import and without that preparation. DeepLab2 refus
 other than the official size: the driver lifts that check by setting its
 ``_SPLITS_TO_SIZES`` entry in its own process (no file is changed). ``--deeplab2`` is a
 directory holding a checkout of google-research/deeplab2 named ``deeplab2``. Both write 10
-shards. The label-painting ratio (one table lookup against the per-segment masks of
+shards. Runs alternate between the two and the best of ``--repeats`` is reported, since the
+machine may be shared; panseg's times include starting its worker processes. The label-painting ratio (one table lookup against the per-segment masks of
 DeepLab2's algorithm) is measured in this process on the same instanceIds PNGs.
 """
 
@@ -63,17 +64,18 @@ print(time.perf_counter() - start)
 """
 
 
-def panseg_run(root: str, out: str, task: str, workers: int) -> float:
+def panseg_run(root: str, out: str, task: str, source: str, workers: int) -> float:
     info = cityscapes_panoptic_info()
     if task == "panoptic":
         encoder = SmallIdPanopticEncoder(info)
         options = {"task": "panoptic", "crowd": "ignore"}
     else:
-        encoder = SemanticPngEncoder(info, lut=tuple(int(v) for v in label_id_to_train_id_lut()))
+        lut = tuple(int(v) for v in label_id_to_train_id_lut()) if source == "raw" else None
+        encoder = SemanticPngEncoder(info, lut=lut)
         options = {"task": "semantic"}
     start = time.perf_counter()
     convert(
-        source=CityscapesSource(root, task=task), encoder=encoder, out_dir=out,
+        source=CityscapesSource(root, task=task, mode=source), encoder=encoder, out_dir=out,
         splits=["train"], num_shards=10, dataset=info, schema="deeplab2", options=options,
         workers=workers, progress=False, log=lambda m: None,
     )
@@ -120,11 +122,12 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--deeplab2", help="directory holding a 'deeplab2' checkout")
     parser.add_argument("--tf-python", help="python of an environment with TensorFlow")
-    parser.add_argument("--quick", action="store_true", help="4 images of 256x512")
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--quick", action="store_true", help="4 images of 256x512, 1 run")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     if args.quick:
-        args.images, args.height, args.width = 4, 256, 512
+        args.images, args.height, args.width, args.repeats = 4, 256, 512, 1
 
     work = tempfile.mkdtemp(prefix="panseg-bench-cityscapes-")
     try:
@@ -135,32 +138,46 @@ def main() -> int:
         n = 2 * per_city
         print(f"{n} train images of {args.height}x{args.width}")
         results: dict[str, float] = {"images": n}
+        with_deeplab2 = bool(args.deeplab2 and args.tf_python)
+        prepare_cityscapes(root, splits=("train",), workers=1, progress=False)
+        configs = [("raw", 1), ("raw", 2), ("prepared", 1)]
+        # Runs alternate and the best of --repeats is kept: the machine may be shared.
+        best: dict[str, float] = {}
+        for repeat in range(args.repeats):
+            for task in ("panoptic", "semantic"):
+                for source, workers in configs:
+                    out = os.path.join(work, f"{task}-{source}{workers}-{repeat}")
+                    seconds = panseg_run(root, out, task, source, workers)
+                    key = f"panseg_{task}_{source}_{workers}w"
+                    best[key] = min(best.get(key, seconds), seconds)
+                if with_deeplab2:
+                    out = os.path.join(work, f"deeplab2-{task}-{repeat}")
+                    seconds = deeplab2_run(args, root, out, task == "panoptic")
+                    key = f"deeplab2_{task}"
+                    best[key] = min(best.get(key, seconds), seconds)
         for task in ("panoptic", "semantic"):
-            for workers in (1, 2):
-                out = os.path.join(work, f"{task}{workers}")
-                seconds = panseg_run(root, out, task, workers)
-                results[f"panseg_{task}_{workers}w_img_s"] = n / seconds
-                print(f"panseg {task}, {workers} worker(s): {n / seconds:7.2f} images/s "
+            for source, workers in configs:
+                seconds = best[f"panseg_{task}_{source}_{workers}w"]
+                results[f"panseg_{task}_{source}_{workers}w_img_s"] = n / seconds
+                print(f"panseg {task}, --source {source}, {workers} worker(s): "
+                      f"{n / seconds:7.2f} images/s ({seconds:.2f} s)")
+            if with_deeplab2:
+                seconds = best[f"deeplab2_{task}"]
+                results[f"deeplab2_{task}_img_s"] = n / seconds
+                print(f"DeepLab2 build_cityscapes_data.py {task}: {n / seconds:7.2f} images/s "
                       f"({seconds:.2f} s)")
+                for source, workers in configs:
+                    ratio = results[f"panseg_{task}_{source}_{workers}w_img_s"] / (n / seconds)
+                    results[f"ratio_{task}_{source}_{workers}w"] = ratio
+                    print(f"  ratio panseg --source {source}, {workers} worker(s) / DeepLab2: "
+                          f"{ratio:.1f}x")
+        if not with_deeplab2:
+            print("(DeepLab2 not measured: pass --deeplab2 and --tf-python)")
         fast, slow, segments = painting_ratio(root)
         results.update(paint_table_ms=fast * 1e3, paint_reference_ms=slow * 1e3,
                        mean_segments=segments)
         print(f"label painting ({segments:.1f} segments): {fast * 1e3:.1f} ms vs per-segment "
               f"reference {slow * 1e3:.1f} ms per image: {slow / fast:.1f}x")
-        if args.deeplab2 and args.tf_python:
-            prepare_cityscapes(root, splits=("train",), workers=1, progress=False)
-            for task in ("panoptic", "semantic"):
-                out = os.path.join(work, f"deeplab2-{task}")
-                seconds = deeplab2_run(args, root, out, task == "panoptic")
-                results[f"deeplab2_{task}_img_s"] = n / seconds
-                print(f"DeepLab2 build_cityscapes_data.py {task}: {n / seconds:7.2f} images/s "
-                      f"({seconds:.2f} s)")
-                for workers in (1, 2):
-                    ratio = results[f"panseg_{task}_{workers}w_img_s"] / (n / seconds)
-                    results[f"ratio_{task}_{workers}w"] = ratio
-                    print(f"  ratio panseg {workers} worker(s) / DeepLab2: {ratio:.1f}x")
-        else:
-            print("(DeepLab2 not measured: pass --deeplab2 and --tf-python)")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)
