@@ -1,4 +1,5 @@
-"""COCO panoptic files: dataset PQ equal to the panopticapi core (cityscapesScripts' copy)."""
+"""COCO panoptic files: dataset PQ equal to the panopticapi core (cityscapesScripts' copy, which
+CI installs: imported plainly so that a missing oracle fails instead of skipping)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import json
 
 import numpy as np
 import pytest
+from cityscapesscripts.evaluation import evalPanopticSemanticLabeling as cs_pq
 from PIL import Image
 
 from evaluation.pqcases import CATEGORIES, random_pair, write_coco
 from panseg.evaluation.coco_format import PanopticFormatError, evaluate_coco_panoptic, read_id_png
-
-cs_pq = pytest.importorskip("cityscapesscripts.evaluation.evalPanopticSemanticLabeling")
 
 
 def oracle(paths: dict) -> dict:

@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evaluation.cityscapes_cases import INFO, THINGS, TRAIN_TO_LABEL
 from panseg.evaluation.instance_ap import InstanceAPEvaluator, _average_precision
-
-cs_labels = pytest.importorskip("cityscapesscripts.helpers.labels")  # CI installs it
-from evaluation.test_evaluator import (  # noqa: E402
-    INFO,
-    THINGS,
-    TRAIN_TO_LABEL,
-)
 
 NAME = {c.id: c.name for c in INFO.classes}
 
