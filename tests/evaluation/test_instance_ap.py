@@ -174,3 +174,19 @@ def test_inconsistent_inputs_are_errors():
     ev = InstanceAPEvaluator(INFO)
     with pytest.raises(ValueError, match="one label and one score per mask"):
         ev.update(np.zeros((2, 2), int), np.zeros((1, 2, 2), bool), np.array([13, 13]), [0.5])
+
+
+@pytest.mark.parametrize("coco", [False, True])
+def test_instances_of_a_panoptic_prediction_equal_their_masks(coco):
+    rng = np.random.default_rng(8)
+    by_masks, by_panoptic = (InstanceAPEvaluator(INFO, coco=coco) for _ in range(2))
+    for _ in range(3):
+        gt = random_gt(rng)
+        pred = np.roll(gt, 2, axis=1)
+        pred[rng.random(gt.shape) < 0.02] = 255000
+        ids = np.array([v for v in np.unique(pred) if v // 1000 in THINGS and v % 1000], np.int64)
+        scores = rng.random(len(ids))
+        by_masks.update(gt, pred[None] == ids[:, None, None], ids // 1000, scores)
+        by_panoptic.update_panoptic(gt, pred, np.append(ids, 13999), np.append(scores, 0.5))
+    assert by_panoptic.summarize() == by_masks.summarize()
+    assert by_masks.summarize()["cityscapes"]["ap"] > 0

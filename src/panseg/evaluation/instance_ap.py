@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from panseg.datasets.info import DatasetInfo
+from panseg.evaluation.pq import intersections, joint_runs
 
 OVERLAPS = np.arange(0.5, 1.0, 0.05)  # cityscapesScripts' ``args.overlaps``
 MIN_REGION_SIZE = 100
@@ -85,31 +86,82 @@ class InstanceAPEvaluator:
                 f"{len(masks)} masks, {len(labels)} labels and {len(scores)} scores: "
                 "need one label and one score per mask"
             )
-        div = self.info.label_divisor
         ids, inverse, counts = np.unique(gt, return_inverse=True, return_counts=True)
         inverse = inverse.reshape(gt.shape)
+        per_class, rows_of, void_of = self._gt_table(ids, counts)
+        for mask, label, score in zip(masks, labels.tolist(), scores.tolist(), strict=True):
+            if label not in per_class:
+                continue
+            under = inverse[mask]
+            if under.size:
+                hist = np.bincount(under, minlength=len(ids))
+                self._add_prediction(per_class, rows_of, void_of, label, score, hist)
+        self._images.append(per_class)
+        if self.coco:
+            div = self.info.label_divisor
+            sem, inst = ids // div, ids % div
+            self._add_coco(len(self._images), gt, inverse, ids, sem, inst, masks, labels, scores)
+
+    def update_panoptic(
+        self, gt: np.ndarray, pred: np.ndarray, ids: np.ndarray, scores: np.ndarray
+    ) -> None:
+        """Add one image whose instances are segments of a panoptic prediction.
+
+        Args:
+            gt: (H, W) integer GT panoptic map.
+            pred: (H, W) integer panoptic prediction, same convention.
+            ids: (M,) panoptic ids of the scored instances (class ``id // label_divisor``; e.g.
+                :func:`panseg.postprocess.scores.instance_scores`).
+            scores: (M,) float confidence of each id.
+        """
+        gt = np.asarray(gt)
+        pred = np.asarray(pred)
+        if gt.shape != pred.shape:
+            raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        if len(ids) != len(scores):
+            raise ValueError(f"{len(ids)} ids and {len(scores)} scores: need one score per id")
+        labels = ids // self.info.label_divisor
+        if self.coco:  # pycocotools needs the masks themselves
+            masks = pred[None] == ids.reshape(-1, *([1] * pred.ndim))
+            self.update(gt, masks, labels, scores)
+            return
+        # the intersections of every (GT segment, predicted segment) pair from the pixel runs
+        gt_run, pred_run, lengths = joint_runs(gt, pred)
+        gt_ids, gt_inverse = np.unique(gt_run, return_inverse=True)
+        pred_ids, pred_inverse = np.unique(pred_run, return_inverse=True)
+        inter = intersections(
+            gt_inverse.ravel(), pred_inverse.ravel(), lengths, len(gt_ids), len(pred_ids)
+        )
+        per_class, rows_of, void_of = self._gt_table(gt_ids, inter.sum(axis=1))
+        for pid, label, score in zip(ids.tolist(), labels.tolist(), scores.tolist(), strict=True):
+            j = int(np.searchsorted(pred_ids, pid))
+            if label in per_class and j < len(pred_ids) and pred_ids[j] == pid:
+                self._add_prediction(per_class, rows_of, void_of, label, score, inter[:, j])
+        self._images.append(per_class)
+
+    def _gt_table(self, ids: np.ndarray, counts: np.ndarray):
+        """Per thing class: GT areas, crowd flags and an empty prediction list."""
+        div = self.info.label_divisor
         sem, inst = ids // div, ids % div
-        void_of = sem == self.info.ignore_label
         per_class: dict[int, tuple[np.ndarray, np.ndarray, list]] = {}
         rows_of: dict[int, np.ndarray] = {}
         for c in self.thing_ids:
             rows = np.flatnonzero(sem == c)
             rows_of[c] = rows
-            per_class[c] = (counts[rows], inst[rows] == 0, [])
-        for mask, label, score in zip(masks, labels.tolist(), scores.tolist(), strict=True):
-            if label not in per_class:
-                continue
-            under = inverse[mask]
-            area = under.size
-            if area == 0:
-                continue
-            hist = np.bincount(under, minlength=len(ids))
-            rows = rows_of[label]
-            inter = {int(k): int(hist[r]) for k, r in enumerate(rows) if hist[r] > 0}
-            per_class[label][2].append((float(score), area, int(hist[void_of].sum()), inter))
-        self._images.append(per_class)
-        if self.coco:
-            self._add_coco(len(self._images), gt, inverse, ids, sem, inst, masks, labels, scores)
+            per_class[c] = (np.asarray(counts)[rows], inst[rows] == 0, [])
+        return per_class, rows_of, sem == self.info.ignore_label
+
+    @staticmethod
+    def _add_prediction(per_class, rows_of, void_of, label: int, score: float, hist) -> None:
+        """Record one prediction from its overlap with every GT id (``hist``, by GT row)."""
+        area = int(hist.sum())
+        if area == 0:
+            return
+        rows = rows_of[label]
+        inter = {int(k): int(hist[r]) for k, r in enumerate(rows) if hist[r] > 0}
+        per_class[label][2].append((float(score), area, int(hist[void_of].sum()), inter))
 
     def _add_coco(self, image_id, gt, inverse, ids, sem, inst, masks, labels, scores) -> None:
         from pycocotools import mask as mask_utils
