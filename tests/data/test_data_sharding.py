@@ -62,3 +62,29 @@ def test_evaluation_order_is_canonical_and_shuffle_depends_on_seed_and_epoch():
         reader_examples(counts, rank=2, world_size=2)
     with pytest.raises(ValueError, match="worker"):
         reader_examples(counts, worker=1, num_workers=1)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_drop_uneven_gives_equal_rank_counts_without_repeats(shuffle):
+    counts = [5, 1, 3, 2, 7]
+    for world, workers in itertools.product([2, 3, 4, 6], [1, 2]):
+        per_rank = []
+        seen = Counter()
+        for rank in range(world):
+            got = []
+            for worker in range(workers):
+                got += reader_examples(
+                    counts,
+                    rank=rank,
+                    world_size=world,
+                    worker=worker,
+                    num_workers=workers,
+                    shuffle=shuffle,
+                    seed=4,
+                    epoch=2,
+                    drop_uneven=True,
+                )
+            per_rank.append(len(got))
+            seen.update(got)
+        assert len(set(per_rank)) == 1 and per_rank[0] > 0
+        assert max(seen.values()) == 1  # at most once

@@ -115,6 +115,8 @@ class PanopticRecordDataset(IterableDataset):
         rank, world_size: this process in DDP; default from ``torch.distributed`` when it is
             initialized, else 0 and 1.
         storage_options: passed to ``fsspec.filesystem`` for URLs.
+        drop_uneven: give every rank the smallest rank's example count (DDP training with
+            shards of unequal sizes); examples are then read at most once per epoch.
 
     Yields dicts: ``"image"`` uint8 3×H×W RGB (normalise on the device, e.g.
     ``PanopticDeepLab.normalize``), ``"panoptic"`` int32 H×W (when labelled), ``"targets"``
@@ -136,6 +138,7 @@ class PanopticRecordDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        drop_uneven: bool = False,
     ) -> None:
         super().__init__()
         self.storage = _Storage(storage_options)
@@ -143,6 +146,7 @@ class PanopticRecordDataset(IterableDataset):
         self.target_generator = target_generator
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
+        self.drop_uneven = bool(drop_uneven)
         self.epoch = 0
         if rank is None or world_size is None:
             dist = torch.distributed
@@ -242,6 +246,7 @@ class PanopticRecordDataset(IterableDataset):
             shuffle=self.shuffle,
             seed=self.seed,
             epoch=self.epoch,
+            drop_uneven=self.drop_uneven,
         )
         return len(mine)
 
@@ -313,6 +318,7 @@ class PanopticRecordDataset(IterableDataset):
             shuffle=self.shuffle,
             seed=self.seed,
             epoch=self.epoch,
+            drop_uneven=self.drop_uneven,
         )
         return [int(cum[s]) + i for s, i in pairs]
 
