@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 from records_fixture import cityscapes_like_info, write_record_dir
+from torch.utils.data import DataLoader
 
 from panseg.data.records_dataset import PanopticRecordDataset
 
@@ -70,6 +71,9 @@ def test_reads_shards_from_s3(tmp_path, s3_endpoint):
     )
     got = {s["index"]: s for s in remote}
     assert sorted(got) == list(range(5))
+    # Forked DataLoader workers open their own S3 sessions.
+    workers = DataLoader(remote, batch_size=None, num_workers=2)
+    assert sorted(int(s["index"]) for s in workers) == list(range(5))
     for want in local:
         s = got[want["index"]]
         assert (s["image"] == want["image"]).all() and (s["panoptic"] == want["panoptic"]).all()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,17 +38,22 @@ from panseg.records.tfrecord import iter_record_offsets, read_record_at
 
 
 class _Storage:
-    """Opens and lists paths, through ``panseg.fsio`` or an fsspec filesystem built from
-    explicit ``storage_options``; re-created lazily in each process (safe to pickle)."""
+    """Opens and lists paths: local ones through ``panseg.fsio``, URLs through an fsspec
+    filesystem built from the explicit ``storage_options``. Filesystems are created per
+    process (a forked DataLoader worker must not reuse its parent's event loop and sessions),
+    and are not pickled."""
 
     def __init__(self, storage_options: Mapping[str, Any] | None) -> None:
         self.options = dict(storage_options or {})
         self._fs: dict[str, Any] = {}
+        self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"options": self.options, "_fs": {}}
+        return {"options": self.options, "_fs": {}, "_pid": -1}
 
     def fs(self, path: str):
+        if self._pid != os.getpid():
+            self._fs, self._pid = {}, os.getpid()
         protocol = path.split("://", 1)[0]
         if protocol not in self._fs:
             import fsspec
@@ -61,25 +67,21 @@ class _Storage:
                 ) from None
         return self._fs[protocol]
 
-    def _url(self, path: str) -> bool:
-        return fsio.is_url(path) and bool(self.options)
-
     def open(self, path: str):
-        return self.fs(path).open(path, "rb") if self._url(path) else fsio.open(path, "rb")
+        return self.fs(path).open(path, "rb") if fsio.is_url(path) else fsio.open(path, "rb")
 
     def read_range(self, path: str, start: int, end: int) -> bytes:
         if fsio.is_url(path):
-            fs = self.fs(path) if self.options else fsio.filesystem(path)
-            return fs.cat_file(path, start=start, end=end)
+            return self.fs(path).cat_file(path, start=start, end=end)
         with fsio.open(path, "rb") as f:
             f.seek(start)
             return f.read(end - start)
 
     def isdir(self, path: str) -> bool:
-        return self.fs(path).isdir(path) if self._url(path) else fsio.isdir(path)
+        return self.fs(path).isdir(path) if fsio.is_url(path) else fsio.isdir(path)
 
     def glob(self, pattern: str) -> list[str]:
-        if not self._url(pattern):
+        if not fsio.is_url(pattern):
             return fsio.glob(pattern)
         protocol = pattern.split("://", 1)[0]
         found = self.fs(pattern).glob(pattern)
