@@ -103,3 +103,13 @@ def merge_evaluator(evaluator: Any) -> Any:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def sync_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every process. DDP does this at the
+    start of each forward; doing it before evaluating or saving makes every rank hold the
+    model that the checkpoint holds."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf, 0)

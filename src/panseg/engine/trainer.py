@@ -140,7 +140,7 @@ def train(
     stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir``; returns ``{"step", "eval" (last headline or None),
-    "checkpoint", "seconds"}``. ``stop_after`` stops (with a checkpoint) after that many
+    "checkpoint", "seconds", "model"}``. ``stop_after`` stops (with a checkpoint) after that many
     steps of this call, as an interruption would (tests)."""
     from tqdm import tqdm
 
@@ -204,12 +204,14 @@ def train(
         if eval_set is None:
             eval_set = build_eval_dataset(cfg.data.root, cfg.data.val_split, rank=di.rank,
                                           world_size=di.world_size)
+        D.sync_buffers(core)
         predictor = Predictor(core, info, ev, di.device)
         summary = evaluate(predictor, eval_set, max_images=ev.max_images,
                            progress=progress and di.is_main, merge=D.merge_evaluator)
         return headline(summary)
 
     def checkpoint() -> str | None:
+        D.sync_buffers(core)
         rngs = D.all_gather(rng_state())
         path = None
         if di.is_main:
@@ -278,4 +280,4 @@ def train(
     bar.close()
     metrics.close()
     return {"step": step, "eval": last_eval, "checkpoint": ckpt_path,
-            "seconds": time.time() - start}
+            "seconds": time.time() - start, "model": core}
