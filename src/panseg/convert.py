@@ -305,8 +305,10 @@ def _existing_manifest(
 _progress = threading.local()  # .sink: where this thread's ticks go (``put(n)``), or None
 
 
-def _init_worker(progress_queue: Any) -> None:
+def _init_worker(progress_queue: Any, storage_options: dict | None = None) -> None:
     _progress.sink = progress_queue
+    if storage_options:
+        fsio.configure(storage_options)  # the parent's object-store options
 
 
 @contextmanager
@@ -421,7 +423,8 @@ class LocalEngine:
             ctx = mp.get_context("spawn")
             self._queue = ctx.Queue()
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self._queue,)
+                self.workers, mp_context=ctx, initializer=_init_worker,
+                initargs=(self._queue, fsio.storage_options()),
             )
         return self._executor
 

@@ -39,6 +39,10 @@ def add_command(
 def _friendly(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
+            if getattr(args, "_storage_arguments", False):
+                from panseg.cli.storage import configure_storage
+
+                configure_storage(args)  # --storage-option / --s3-endpoint -> panseg.fsio
             return func(args)
         except CommandError as exc:
             print(f"panseg: error: {exc}", file=sys.stderr)
