@@ -110,3 +110,28 @@ def test_png_ids_follow_rgb2id_and_ignore_alpha(tmp_path):
         read_id_png(str(tmp_path / "g.png"))
     with pytest.raises(PanopticFormatError, match="does not exist"):
         read_id_png(str(tmp_path / "none.png"))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_odd_but_valid_json_follows_panopticapi(tmp_path, seed):
+    """Repeated segment ids, float areas, id 0 listed on either side, unknown GT categories,
+    a repeated category id: panopticapi's dict semantics, reproduced."""
+    rng = np.random.default_rng(100 + seed)
+    pairs = []
+    for _ in range(4):
+        gt, pred, gs, ps = random_pair(rng, 20, 30, 10)
+        if gs and rng.random() < 0.5:
+            gs.append(dict(gs[0], area=gs[0]["area"] + 1.5))
+        if rng.random() < 0.3:
+            gs.append({"id": 0, "category_id": int(rng.choice([1, 7])),
+                       "iscrowd": int(rng.random() < 0.5), "area": 5})
+        if rng.random() < 0.3 and (pred == 0).any():
+            ps.append({"id": 0, "category_id": 1})
+        if gs and rng.random() < 0.3:
+            gs[-1] = dict(gs[-1], category_id=55)
+        if ps and rng.random() < 0.3:
+            ps.append(dict(ps[0]))
+        pairs.append((gt, pred, gs, ps))
+    categories = [*CATEGORIES, dict(CATEGORIES[0], name="again")]
+    paths = write_coco(str(tmp_path), pairs, categories=categories)
+    assert_same(evaluate_coco_panoptic(**paths, progress=False), *oracle(paths))
