@@ -61,3 +61,18 @@ def test_worker_processes_get_the_options():
         assert fsio.storage_options("gs") == {"a": 1}
     finally:
         fsio.configure(None)
+
+
+def test_convert_cityscapes_from_s3(tmp_path, bucket, s3_options, upload_tree):
+    root = str(tmp_path / "cs")
+    assert main(["synth", "cityscapes", "--out", root, "--images-per-city", "1",
+                 "--height", "32", "--width", "64"]) == 0
+    upload_tree(root, f"{bucket}/cs")
+    common = ["--splits", "train,val", "--num-shards", "1", "--workers", "1", "--no-progress"]
+    local_out, remote_out = str(tmp_path / "records"), f"{bucket}/records"
+    assert main(["convert", "cityscapes", "--root", root, "--out", local_out, *common]) == 0
+    assert main(["convert", "cityscapes", "--root", f"{bucket}/cs", "--out", remote_out,
+                 *common, *s3_options]) == 0
+    for name in ("train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord"):
+        data = fsio.read_bytes(f"{remote_out}/{name}")
+        assert data and data == (tmp_path / "records" / name).read_bytes()

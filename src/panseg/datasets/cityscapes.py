@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from panseg import fsio
 from panseg.datasets.base import Problem, RawExample, Segment
 from panseg.datasets.cityscapes_labels import (
     LABEL_BY_ID,
@@ -67,7 +68,7 @@ def read_instance_ids(path: str) -> np.ndarray:
     """
     from PIL import Image
 
-    with Image.open(path) as image:
+    with fsio.open(path, "rb") as f, Image.open(f) as image:
         if image.mode not in _INSTANCE_MODES:
             raise ValueError(f"instanceIds PNG must be 16-bit grayscale, got mode {image.mode}")
         ids = np.asarray(image)
@@ -164,30 +165,30 @@ class CityscapesSource:
 
     def image_paths(self, split: str) -> list[str]:
         """``leftImg8bit/{split}/*/*_leftImg8bit.png``, sorted by full path."""
-        split_dir = os.path.join(self.root, "leftImg8bit", split)
+        split_dir = fsio.join(self.root, "leftImg8bit", split)
         paths = []
-        for city in os.listdir(split_dir):
-            city_dir = os.path.join(split_dir, city)
-            if os.path.isdir(city_dir):
+        for city in fsio.listdir(split_dir):
+            city_dir = fsio.join(split_dir, city)
+            if fsio.isdir(city_dir):
                 paths.extend(
-                    os.path.join(city_dir, name)
-                    for name in os.listdir(city_dir)
+                    fsio.join(city_dir, name)
+                    for name in fsio.listdir(city_dir)
                     if name.endswith(IMAGE_SUFFIX)
                 )
         return sorted(paths)
 
     def panoptic_json(self, split: str) -> str:
-        return os.path.join(self.root, "gtFine", f"cityscapes_panoptic_{split}_trainId.json")
+        return fsio.join(self.root, "gtFine", f"cityscapes_panoptic_{split}_trainId.json")
 
     def list_split(self, split: str) -> tuple[list[CityscapesItem], list[Problem]]:
         """Sorted items of ``split`` and every problem visible without decoding pixels."""
         if split not in CITYSCAPES_SPLITS:
             raise ValueError(f"unknown Cityscapes split {split!r}; expected {CITYSCAPES_SPLITS}")
-        image_dir = os.path.join(self.root, "leftImg8bit", split)
-        if not os.path.isdir(image_dir):
+        image_dir = fsio.join(self.root, "leftImg8bit", split)
+        if not fsio.isdir(image_dir):
             return [], [Problem(image_dir, "image directory not found")]
         images = self.image_paths(split)
-        keys = [os.path.basename(p)[: -len(IMAGE_SUFFIX)] for p in images]
+        keys = [fsio.basename(p)[: -len(IMAGE_SUFFIX)] for p in images]
         if split == "test":
             return [CityscapesItem(k, p, None) for k, p in zip(keys, images, strict=True)], []
         if (self.task, self.mode) == ("panoptic", "prepared"):
@@ -195,10 +196,11 @@ class CityscapesSource:
         suffix = LABEL_SUFFIX[(self.task, self.mode)]
         items: list[CityscapesItem] = []
         problems: list[Problem] = []
+        listed: dict[str, set[str]] = {}
         for key, path in zip(keys, images, strict=True):
-            city = os.path.basename(os.path.dirname(path))
-            label = os.path.join(self.root, "gtFine", split, city, key + suffix)
-            if not os.path.isfile(label):
+            city = fsio.basename(fsio.dirname(path))
+            label = fsio.join(self.root, "gtFine", split, city, key + suffix)
+            if not _is_file(label, listed):
                 hint = " (run `panseg prepare cityscapes`)" if self.mode == "prepared" else ""
                 problems.append(Problem(label, f"missing label file for {path}{hint}", item=key))
                 continue
@@ -211,17 +213,18 @@ class CityscapesSource:
         json_path = self.panoptic_json(split)
         problems: list[Problem] = []
         annotations = _read_panoptic_json(json_path, problems)
-        png_dir = os.path.join(self.root, "gtFine", f"cityscapes_panoptic_{split}_trainId")
+        png_dir = fsio.join(self.root, "gtFine", f"cityscapes_panoptic_{split}_trainId")
         items: list[CityscapesItem] = []
+        listed: dict[str, set[str]] = {}
         for key, path in zip(keys, images, strict=True):
             entry = annotations.get(key)
             if entry is None:
                 problems.append(
-                    Problem(path, f"no annotation in {os.path.basename(json_path)}", item=key)
+                    Problem(path, f"no annotation in {fsio.basename(json_path)}", item=key)
                 )
                 continue
-            label = os.path.join(png_dir, entry[0])
-            if not os.path.isfile(label):
+            label = fsio.join(png_dir, entry[0])
+            if not _is_file(label, listed):
                 problems.append(Problem(label, f"missing label file for {path}", item=key))
                 continue
             items.append(CityscapesItem(key, path, label, entry[1]))
@@ -233,13 +236,11 @@ class CityscapesSource:
         return items, problems
 
     def load(self, item: CityscapesItem) -> RawExample | RawSemanticExample:
-        with open(item.image_path, "rb") as f:
-            image_bytes = f.read()
+        image_bytes = fsio.read_bytes(item.image_path)
         if self.task == "semantic":
             label_bytes = None
             if item.label_path is not None:
-                with open(item.label_path, "rb") as f:
-                    label_bytes = f.read()
+                label_bytes = fsio.read_bytes(item.label_path)
             return RawSemanticExample(
                 item.key, item.image_path, image_bytes, "png", item.label_path or "", label_bytes
             )
@@ -267,13 +268,23 @@ class CityscapesSource:
         return example
 
 
+def _is_file(path: str, listed: dict[str, set[str]]) -> bool:
+    """``os.path.isfile`` locally; for URLs, one listing per directory (cached in ``listed``)
+    instead of one request per file."""
+    if not fsio.is_url(path):
+        return os.path.isfile(path)
+    directory = fsio.dirname(path)
+    if directory not in listed:
+        listed[directory] = set(fsio.listdir(directory)) if fsio.isdir(directory) else set()
+    return fsio.basename(path) in listed[directory]
+
+
 def _read_panoptic_json(
     json_path: str, problems: list[Problem]
 ) -> dict[str, tuple[str, tuple[Segment, ...]]]:
     """``image_id -> (file_name, segments)``; category ids become label ids (train ids 0..18)."""
     try:
-        with open(json_path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(fsio.read_bytes(json_path).decode("utf-8"))
     except FileNotFoundError:
         problems.append(Problem(json_path, "panoptic JSON not found (run `panseg prepare "
                                            "cityscapes` or use --source raw)"))
