@@ -127,7 +127,11 @@ def merge_codes(
     ``thing_table`` is bool [U]: whether ``table[u]`` is a thing. Returns int64 [H*W].
     """
     # Stuff: area of each label over pixels with instance == 0.
-    area = torch.bincount(code, minlength=table.numel())
+    # index_add_ of ones: bincount would first scan the codes for their min and max.
+    ones = torch.ones(1, dtype=torch.long, device=code.device).expand(code.numel())
+    area = torch.zeros(table.numel(), dtype=torch.long, device=code.device).index_add_(
+        0, code, ones
+    )
     fg_code = code[fg_index]
     if fg_index.numel():
         area -= torch.bincount(fg_code, minlength=table.numel())
