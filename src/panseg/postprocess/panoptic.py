@@ -47,6 +47,23 @@ def _image_inputs(
         )
 
 
+def _thing_seg(
+    sem: torch.Tensor,
+    code: torch.Tensor,
+    thing_table: torch.Tensor,
+    things: list[int],
+    foreground_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """[H, W] thing mask: the given foreground mask, else bool ``sem in things``."""
+    if foreground_mask is not None:
+        return foreground_mask[0]
+    distinct = sorted(set(things))
+    if distinct and distinct == list(range(distinct[0], distinct[-1] + 1)):
+        # Consecutive thing labels (Cityscapes 11-18, COCO 0-79): two vectorised comparisons.
+        return (sem >= distinct[0]) & (sem <= distinct[-1])
+    return thing_table.index_select(0, code).view(sem.shape)
+
+
 def get_panoptic_segmentation(
     sem_seg: torch.Tensor,
     center_heatmap: torch.Tensor,
@@ -92,33 +109,21 @@ def get_panoptic_segmentation(
     )
     table, code = semantic_codes(sem)
     thing_table = thing_lookup(table, things)
-    distinct = sorted(set(things))
-    if (
-        foreground_mask is None
-        and distinct
-        and distinct == list(range(distinct[0], distinct[-1] + 1))
-    ):
-        # Consecutive thing labels (Cityscapes 11-18, COCO 0-79): two vectorised comparisons.
-        thing_seg = ((sem >= distinct[0]) & (sem <= distinct[-1])).reshape(-1)
-    elif foreground_mask is None:
-        thing_seg = thing_table.index_select(0, code)
-    else:
-        thing_seg = foreground_mask[0].reshape(-1)
-
     if centers.shape[0] == 0:
+        # No instance: every instance id is 0, the thing mask does not matter.
         fg_index = torch.zeros(0, dtype=torch.long, device=device)
         fg_instance, fg_thing = fg_index, None
     else:
+        thing_seg = _thing_seg(sem, code, thing_table, things, foreground_mask)
         # instance = thing_seg * (1 + nearest center) is non-zero exactly where thing_seg is.
-        seg2d = thing_seg.view(height, width)
-        fg_yx = torch.nonzero(seg2d if seg2d.dtype == torch.bool else seg2d != 0)  # raster order
-        fg_index = fg_yx[:, 0] * width + fg_yx[:, 1]
+        fg_yx = torch.nonzero(thing_seg if thing_seg.dtype == torch.bool else thing_seg != 0)
+        fg_index = fg_yx[:, 0] * width + fg_yx[:, 1]  # raster order
         points = predicted_locations(fg_yx, offsets)
         group = assign_to_centers(centers, points, (height, width)) + 1
         if thing_seg.dtype == torch.bool:
             fg_instance, fg_thing = group, None  # every foreground pixel is a thing pixel
         else:
-            fg_seg = thing_seg[fg_index]
+            fg_seg = thing_seg.reshape(-1)[fg_index]
             fg_instance = fg_seg * group
             fg_thing = (fg_instance > 0) & (fg_seg > 0)
 
