@@ -349,7 +349,7 @@ def main() -> int:
                 f"{name:48s} {sec:8.2f} {1000 * sec / n:7.1f} {times[ref_name] / sec:5.1f}x  "
                 + " ".join(f"{v:.2f}" for v in runs[name])
             )
-        print("\nCPU seconds of one process (time.process_time, robust to other jobs), per image pair:")
+        print("\nCPU time of one process (time.process_time, robust to other jobs), per image pair:")
         ref_cpu = cpu.get("panopticapi pq_compute_single_core") or cpu["panseg pq_reference"]
         for name, ms in cpu.items():
             print(f"  {name:46s} {ms:7.2f} ms  {ref_cpu / ms:5.1f}x")
