@@ -38,6 +38,15 @@ def test_convert_s3_to_s3_then_read(tmp_path, bucket, s3_options, upload_tree, c
     assert main(argv + s3_options) == 0
     assert "0 shards written, 2 already complete" in capsys.readouterr().out
 
+    # The Model Garden path (instances JSON + panoptic PNGs) reads the bucket as well.
+    mg = ["--schema", "model-garden", "--splits", "val", "--num-shards", "1", "--workers", "1",
+          "--no-progress"]
+    assert main(["convert", "coco", "--root", coco, "--out", str(tmp_path / "mg"), *mg]) == 0
+    assert main(["convert", "coco", "--root", f"{bucket}/coco", "--out", f"{bucket}/mg", *mg,
+                 *s3_options]) == 0
+    name = "val-00000-of-00001.tfrecord"
+    assert fsio.read_bytes(f"{bucket}/mg/{name}") == (tmp_path / "mg" / name).read_bytes()
+
     options = fsio.storage_options("s3")
     for split in ("train", "val"):
         want = list(PanopticRecordDataset(local_out, split=split))

@@ -25,7 +25,6 @@ and the panoptic JSON's ``isthing`` must agree with the label space.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from panseg import fsio
 from panseg.datasets.base import Problem, RawExample, Segment
 from panseg.datasets.classmap import SourceCategory, dataset_categories
 from panseg.datasets.coco import coco_categories, read_rgb_segment_ids
@@ -115,8 +115,8 @@ class CocoInstancesSource:
 
     def instances_path(self, split: str) -> str:
         if split == "test":
-            return os.path.join(self.root, "annotations", "image_info_test2017.json")
-        pattern = self.instances_json or os.path.join(
+            return fsio.join(self.root, "annotations", "image_info_test2017.json")
+        pattern = self.instances_json or fsio.join(
             self.root, "annotations", "instances_{split}2017.json"
         )
         return pattern.replace("{split}", split)
@@ -129,14 +129,14 @@ class CocoInstancesSource:
         data = _read_json(inst_path, problems)
         if data is None:
             return [], problems
-        image_dir = os.path.join(self.root, f"{split}2017")
+        image_dir = fsio.join(self.root, f"{split}2017")
         images = _images(data, inst_path, problems)
         objects = None if split == "test" else _objects(data, inst_path, images, problems)
         panoptic: dict = {}
         png_dir = ""
         if split != "test":
-            pan_path = os.path.join(self.root, "annotations", f"panoptic_{split}2017.json")
-            png_dir = os.path.join(self.root, "annotations", f"panoptic_{split}2017")
+            pan_path = fsio.join(self.root, "annotations", f"panoptic_{split}2017.json")
+            png_dir = fsio.join(self.root, "annotations", f"panoptic_{split}2017")
             pan = _read_json(pan_path, problems)
             if pan is None:
                 return [], problems
@@ -159,13 +159,13 @@ class CocoInstancesSource:
                         )
                     )
                     continue
-                label_path = os.path.join(png_dir, ann["file_name"])
+                label_path = fsio.join(png_dir, ann["file_name"])
                 segments = ann["segments"]
             items.append(
                 InstancesItem(
                     key=key,
                     image_id=image_id,
-                    image_path=os.path.join(image_dir, key),
+                    image_path=fsio.join(image_dir, key),
                     height=entry["height"],
                     width=entry["width"],
                     objects=None if objects is None else tuple(objects.get(image_id, ())),
@@ -192,8 +192,7 @@ class CocoInstancesSource:
                 )
 
     def load(self, item: InstancesItem) -> CocoInstancesExample:
-        with open(item.image_path, "rb") as f:
-            image_bytes = f.read()
+        image_bytes = fsio.read_bytes(item.image_path)
         read_ids = None
         if item.label_path is not None:
             label_path = item.label_path
@@ -221,8 +220,7 @@ class CocoInstancesSource:
 # --------------------------------------------------------------------------- JSON parsing
 def _read_json(path: str, problems: list[Problem]) -> dict | None:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(fsio.read_bytes(path).decode("utf-8"))
     except FileNotFoundError:
         problems.append(Problem(path, "annotation JSON not found"))
         return None
