@@ -182,5 +182,9 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(r[0]) for r in rows)
     for name, ms, note in rows:
         print(f"{name:<{width}}  {ms:10.1f} ms/image  {note}".rstrip())
-    print(f"post-processing speed-up: {post.speedup:.1f}x; identical output: {post.equal}")
+    print(
+        f"post-processing speed-up: {post.speedup:.1f}x wall, {post.cpu_speedup:.1f}x CPU time "
+        f"(panseg {post.panseg_cpu_ms:.1f} ms, {post.other} {post.other_cpu_ms:.1f} ms); "
+        f"identical output: {post.equal}"
+    )
     return 0 if post.equal else 1

@@ -91,6 +91,13 @@ def median_ms(
     return statistics.median(times)
 
 
+def _wall_and_cpu_ms(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - wall) * 1000.0, (time.process_time() - cpu) * 1000.0
+
+
 def _interleaved(
     fast: Callable[[], Any],
     repeat: int,
@@ -98,19 +105,28 @@ def _interleaved(
     slow_repeat: int,
     device: torch.device,
     slow_name: str,
-) -> tuple[float, float]:
-    """Median ms of both, the fast runs spread between the slow ones (same machine load)."""
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Median (wall ms, CPU ms) of both, fast runs spread between slow ones (same load).
+
+    CPU time is this process's (all its threads); on a shared machine it moves less than wall
+    time.
+    """
     from tqdm import tqdm
 
-    fast_ms: list[float] = []
-    slow_ms: list[float] = []
+    fast_runs: list[tuple[float, float]] = []
+    slow_runs: list[tuple[float, float]] = []
+    fast()  # warm-up
     per_round = -(-repeat // max(slow_repeat, 1))
     for i in tqdm(range(max(slow_repeat, 1)), desc=slow_name, unit="run", leave=False):
-        for _ in range(min(per_round, repeat - len(fast_ms))):
-            fast_ms.append(median_ms(fast, 1, device, warmup=0))
+        for _ in range(min(per_round, repeat - len(fast_runs))):
+            fast_runs.append(_wall_and_cpu_ms(fast, device))
         if i < slow_repeat:
-            slow_ms.append(median_ms(slow, 1, device, warmup=0))
-    return statistics.median(fast_ms), statistics.median(slow_ms)
+            slow_runs.append(_wall_and_cpu_ms(slow, device))
+
+    def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+        return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+    return medians(fast_runs), medians(slow_runs)
 
 
 @dataclass(frozen=True)
@@ -125,10 +141,18 @@ class PostprocessTiming:
     other: str
     other_ms: float
     equal: bool
+    panseg_cpu_ms: float = float("nan")
+    other_cpu_ms: float = float("nan")
 
     @property
     def speedup(self) -> float:
+        """Ratio of median wall times."""
         return self.other_ms / self.panseg_ms
+
+    @property
+    def cpu_speedup(self) -> float:
+        """Ratio of median process CPU times."""
+        return self.other_cpu_ms / self.panseg_cpu_ms
 
 
 def time_postprocessing(
@@ -187,7 +211,9 @@ def time_postprocessing(
     equal = torch.equal(panoptic.cpu(), other_panoptic.cpu()) and torch.equal(
         found.cpu(), other_found.cpu()
     )
-    panseg_ms, other_ms = _interleaved(ours, repeat, other, other_repeat, dev, other_name)
+    (panseg_ms, panseg_cpu), (other_ms, other_cpu) = _interleaved(
+        ours, repeat, other, other_repeat, dev, other_name
+    )
     return PostprocessTiming(
         height=semantic.shape[-2],
         width=semantic.shape[-1],
@@ -199,4 +225,6 @@ def time_postprocessing(
         other=other_name,
         other_ms=other_ms,
         equal=equal,
+        panseg_cpu_ms=panseg_cpu,
+        other_cpu_ms=other_cpu,
     )
