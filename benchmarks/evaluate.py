@@ -216,7 +216,7 @@ def _in_memory(paths: dict, limit: int, cpu: bool = False) -> tuple[float, int, 
         evaluator.update(pred, gt_arr)
     seconds = clock() - t0
     files = summarize_pq(
-        accumulate_pairs(pairs, paths["gt_dir"], paths["pred_dir"], category_index(cats), 1, False),
+        accumulate_pairs(pairs, paths["gt_dir"], paths["pred_dir"], category_index(cats), 1, False)[0],
         cats,
     )
     return seconds, len(arrays), evaluator.summarize()["panoptic"], files

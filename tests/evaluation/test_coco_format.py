@@ -135,3 +135,29 @@ def test_odd_but_valid_json_follows_panopticapi(tmp_path, seed):
     categories = [*CATEGORIES, dict(CATEGORIES[0], name="again")]
     paths = write_coco(str(tmp_path), pairs, categories=categories)
     assert_same(evaluate_coco_panoptic(**paths, progress=False), *oracle(paths))
+
+
+def test_semantic_iou_of_the_files_equals_painted_label_maps(tmp_path):
+    from panseg.evaluation.semantic import reference_iou
+
+    rng = np.random.default_rng(31)
+    pairs = [random_pair(rng, 24, 32, 12) for _ in range(5)]
+    paths = write_coco(str(tmp_path), pairs)
+    ours = evaluate_coco_panoptic(**paths, progress=False)["semantic"]
+    known = {c["id"] for c in CATEGORIES}
+    gts, preds = [], []
+    for gt, pred, gt_segs, pred_segs in pairs:
+        g = np.full(gt.shape, -1)  # VOID, unlisted ids and unknown categories: not counted
+        for s in gt_segs:  # crowd segments keep their class
+            if s["category_id"] in known:
+                g[gt == s["id"]] = s["category_id"]
+        p = np.full(pred.shape, -2)  # predicted VOID: no class
+        for s in pred_segs:
+            p[pred == s["id"]] = s["category_id"]
+        gts.append(g)
+        preds.append(p)
+    expected = reference_iou(preds, gts, [c["id"] for c in CATEGORIES], -1)
+    for c, iou in zip(CATEGORIES, expected, strict=True):
+        got = ours["per_class"][c["id"]]
+        assert (got is None) if np.isnan(iou) else got == pytest.approx(iou, abs=1e-12)
+    assert ours["miou"] == pytest.approx(np.nanmean(expected), abs=1e-12)

@@ -34,6 +34,7 @@ from panseg.evaluation.pq import (
     lookup,
     summarize_pq,
 )
+from panseg.evaluation.semantic import confusion_from_intersections, summarize_semantic
 
 
 class PanopticFormatError(ValueError):
@@ -137,6 +138,7 @@ def pair_stats(
     gt_ann: Mapping[str, Any],
     pred_ann: Mapping[str, Any],
     cat_index: Mapping[int, int],
+    confusion: np.ndarray | None = None,
 ) -> PQStats:
     """PQ statistics of one image from its two id maps and JSON annotations, with the checks.
 
@@ -144,6 +146,10 @@ def pair_stats(
         gt_ids, pred_ids: (H, W) integer id maps in ``[0, 256**3)`` (:func:`read_id_png`).
         gt_ann, pred_ann: COCO panoptic annotations (``image_id``, ``segments_info``).
         cat_index: category id -> index in the evaluated categories.
+        confusion: a (K, K + 1) int64 semantic confusion matrix to add this image to: GT pixels
+            take the class of their listed segment (crowd included; VOID, unlisted ids and
+            unknown categories are not counted), predicted pixels the class of their segment
+            (VOID: no class).
     """
     image = gt_ann.get("image_id")
     if gt_ids.shape != pred_ids.shape:
@@ -205,6 +211,11 @@ def pair_stats(
         raise PanopticFormatError(
             f"image {image!r}: a ground-truth segment has a non-numeric 'area'"
         ) from None
+    if confusion is not None:
+        k = len(cat_index)
+        confusion += confusion_from_intersections(
+            inter[:g, : p + 1], gt_cat, np.append(pred_cat, k), k
+        )
     return image_pq_stats(
         inter[:, : p + 1],
         gt_category=gt_cat,
@@ -224,8 +235,12 @@ def _init_worker(gt_dir: str, pred_dir: str, cat_index: Mapping[int, int]) -> No
     _WORKER.update(gt_dir=gt_dir, pred_dir=pred_dir, cat_index=dict(cat_index))
 
 
-def _chunk_stats(chunk: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -> PQStats:
-    stats = PQStats.zeros(len(_WORKER["cat_index"]))
+def _chunk_stats(
+    chunk: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+) -> tuple[PQStats, np.ndarray]:
+    k = len(_WORKER["cat_index"])
+    stats = PQStats.zeros(k)
+    confusion = np.zeros((k, k + 1), np.int64)
     for gt_ann, pred_ann in chunk:
         for ann, what in ((gt_ann, "ground-truth"), (pred_ann, "prediction")):
             if "file_name" not in ann:
@@ -234,8 +249,8 @@ def _chunk_stats(chunk: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]) -
                 )
         gt_ids = read_id_png(os.path.join(_WORKER["gt_dir"], gt_ann["file_name"]))
         pred_ids = read_id_png(os.path.join(_WORKER["pred_dir"], pred_ann["file_name"]))
-        stats += pair_stats(gt_ids, pred_ids, gt_ann, pred_ann, _WORKER["cat_index"])
-    return stats
+        stats += pair_stats(gt_ids, pred_ids, gt_ann, pred_ann, _WORKER["cat_index"], confusion)
+    return stats, confusion
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -262,7 +277,8 @@ def evaluate_coco_panoptic(
         progress: show a tqdm bar.
         chunk_size: image pairs per task sent to a worker.
     Returns:
-        :func:`panseg.evaluation.pq.summarize_pq`'s dict plus ``"images"``.
+        :func:`panseg.evaluation.pq.summarize_pq`'s dict plus ``"images"`` and ``"semantic"``
+        (mIoU and per-class IoU from the same segments, see :func:`pair_stats`).
     """
     for folder, what in ((gt_dir, "ground-truth"), (pred_dir, "prediction")):
         if not os.path.isdir(folder):
@@ -274,8 +290,11 @@ def evaluate_coco_panoptic(
     categories = categories_from_json(gt, gt_json)
     cat_index = category_index(categories)
     pairs = match_annotations(gt, pred)
-    stats = accumulate_pairs(pairs, gt_dir, pred_dir, cat_index, workers, progress, chunk_size)
+    stats, confusion = accumulate_pairs(
+        pairs, gt_dir, pred_dir, cat_index, workers, progress, chunk_size
+    )
     result = summarize_pq(stats, categories)
+    result["semantic"] = summarize_semantic(confusion, [c.id for c in categories])
     result["images"] = len(pairs)
     return result
 
@@ -288,11 +307,14 @@ def accumulate_pairs(
     workers: int,
     progress: bool,
     chunk_size: int = 8,
-) -> PQStats:
-    """Sum of :func:`pair_stats` over image pairs read from two folders (in GT order)."""
+) -> tuple[PQStats, np.ndarray]:
+    """Sums of :func:`pair_stats` and of the semantic confusion over image pairs read from two
+    folders (in GT order)."""
     from tqdm import tqdm
 
-    stats = PQStats.zeros(len(cat_index))
+    k = len(cat_index)
+    stats = PQStats.zeros(k)
+    confusion = np.zeros((k, k + 1), np.int64)
     chunks = list(_chunks(pairs, chunk_size))
     bar = tqdm(total=len(pairs), unit="img", disable=not progress, desc="PQ")
     try:
@@ -300,7 +322,9 @@ def accumulate_pairs(
             _init_worker(gt_dir, pred_dir, cat_index)
             try:
                 for chunk in chunks:
-                    stats += _chunk_stats(chunk)
+                    part, part_confusion = _chunk_stats(chunk)
+                    stats += part
+                    confusion += part_confusion
                     bar.update(len(chunk))
             finally:
                 _WORKER.clear()
@@ -312,9 +336,12 @@ def accumulate_pairs(
                 initializer=_init_worker,
                 initargs=(gt_dir, pred_dir, cat_index),
             ) as pool:
-                for chunk, part in zip(chunks, pool.imap(_chunk_stats, chunks), strict=True):
+                for chunk, (part, part_confusion) in zip(
+                    chunks, pool.imap(_chunk_stats, chunks), strict=True
+                ):
                     stats += part
+                    confusion += part_confusion
                     bar.update(len(chunk))
     finally:
         bar.close()
-    return stats
+    return stats, confusion

@@ -39,7 +39,7 @@ from panseg.evaluation.pq import (
     joint_runs,
     summarize_pq,
 )
-from panseg.evaluation.semantic import summarize_semantic
+from panseg.evaluation.semantic import confusion_from_intersections, summarize_semantic
 
 
 class PanopticEvaluator:
@@ -117,13 +117,10 @@ class PanopticEvaluator:
             gt_void_row=g,
             num_categories=len(self.categories),
         )
-        if self.semantic:
-            # every segment has one class, so the semantic confusion is the intersection
-            # matrix summed by (GT class, predicted class); GT VOID rows are not counted and
-            # predicted VOID is the "no class" column
-            k = len(self.class_ids)
-            pred_class = np.append(pred_cat, k)
-            np.add.at(self.confusion, (gt_cat[:, None], pred_class[None, :]), inter[:g, : p + 1])
+        if self.semantic:  # GT VOID rows are not counted, predicted VOID is "no class"
+            self.confusion += confusion_from_intersections(
+                inter[:g], gt_cat, np.append(pred_cat, len(self.class_ids)), len(self.class_ids)
+            )
         self.images += 1
 
     def _categories_of(self, sem: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:

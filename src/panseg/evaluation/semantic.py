@@ -63,6 +63,33 @@ def confusion_matrix(
     return counts.reshape(k, k + 1)
 
 
+def confusion_from_intersections(
+    inter: np.ndarray, row_class: np.ndarray, col_class: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Semantic confusion of one image from its segment intersection matrix.
+
+    Every segment has one class, so pixel counts per (GT class, predicted class) are sums of the
+    (GT segment, predicted segment) intersections; no pass over the pixels.
+
+    Args:
+        inter: (R, C) int pixel counts between GT rows and prediction columns.
+        row_class: (R,) class index of each row, or -1 for rows not counted (VOID, ignored).
+        col_class: (C,) class index of each column, or ``num_classes`` for "no class".
+        num_classes: K.
+    Returns:
+        (K, K + 1) int64 confusion matrix, as :func:`confusion_matrix`.
+    """
+    conf = np.zeros((num_classes, num_classes + 1), np.int64)
+    keep = np.flatnonzero(np.asarray(row_class) >= 0)
+    if len(keep) and inter.shape[1]:
+        np.add.at(
+            conf,
+            (np.asarray(row_class)[keep][:, None], np.asarray(col_class)[None, :]),
+            inter[keep],
+        )
+    return conf
+
+
 def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
     """Per-class IoU (float64, NaN where TP + FP + FN = 0) of a (K, K + 1) confusion matrix."""
     k = confusion.shape[0]
