@@ -34,7 +34,6 @@ VOID_ID = 0
 """Segment id of VOID pixels in panopticapi's PNGs (``VOID = 0`` in ``evaluation.py``)."""
 
 
-
 @dataclass(frozen=True)
 class Category:
     """One evaluated category: its dataset id, name and whether it is a thing."""
