@@ -2,8 +2,9 @@
 
 :class:`DaskEngine` runs the same worker calls as :class:`panseg.convert.LocalEngine`
 (``_write_one_shard`` per shard, ``_validate_chunk`` per chunk of 32 items) on a Dask
-cluster: an existing scheduler (``scheduler="tcp://host:8786"`` or a scheduler file), a :class:`distributed.Client`
-you made (``client=``), or a ``LocalCluster`` of ``local_workers`` processes. Listing, the
+cluster: an existing scheduler (``scheduler="tcp://host:8786"`` or a scheduler file), a
+:class:`distributed.Client` you made (``client=``), or a ``LocalCluster`` of
+``local_workers`` processes. Listing, the
 decision of which shards are still to do, and publishing stay in the calling process, so the
 output directory ends up byte-for-byte what the local engine writes, and a rerun skips the
 shards that are complete in the same way. Workers write into the output directory

@@ -229,29 +229,16 @@ def test_progress_counts_every_image_once(client, coco_root, tmp_path, capsys):
     assert "write train: 100%" in err and "12/12" in err and "13/12" not in err
 
 
-def _use_s3_endpoint(url: str | None) -> None:
-    """Point fsspec's s3:// at ``url`` (None: back to the defaults), here or on a worker."""
-    import fsspec.config
-
-    from panseg import fsio
-
-    if url is None:
-        fsspec.config.conf.pop("s3", None)
-    else:
-        fsspec.config.conf["s3"] = {
-            "key": "testing", "secret": "testing",
-            "client_kwargs": {"endpoint_url": url, "region_name": "eu-west-1"},
-        }
-    fsio._fs_cache.pop("s3", None)
-
-
 @pytest.fixture
-def s3_endpoint(client):
-    """A local S3 server (moto) that this process and the workers write to."""
+def s3_endpoint():
+    """A local S3 server (moto), configured in this process only (``fsio.configure``): the
+    engine hands the options to the workers."""
     import socket
     import subprocess
     import time
     import urllib.request
+
+    from panseg import fsio
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -261,6 +248,7 @@ def s3_endpoint(client):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
+    previous = fsio.storage_options()
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -271,20 +259,21 @@ def s3_endpoint(client):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
-        _use_s3_endpoint(url)
-        client.run(_use_s3_endpoint, url)
+        fsio.configure({"s3": {
+            "key": "testing", "secret": "testing",
+            "client_kwargs": {"endpoint_url": url, "region_name": "eu-west-1"},
+        }})
         yield url
     finally:
-        _use_s3_endpoint(None)
-        client.run(_use_s3_endpoint, None)
+        fsio.configure(previous)
         proc.terminate()
         proc.wait(timeout=10)
 
 
 def test_workers_write_to_an_object_store(client, coco_root, tmp_path, s3_endpoint):
-    import s3fs
+    from panseg import fsio
 
-    fs = s3fs.S3FileSystem()
+    fs = fsio.filesystem("s3://records")
     fs.mkdir("records")
     source = CocoPanopticSource(str(coco_root))
     val = {"splits": ("val",)}
