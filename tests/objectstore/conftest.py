@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from panseg import fsio
+from panseg.cli.main import main
 
 pytest.importorskip("s3fs")  # the `s3` extra; CI installs it with `test`
 
@@ -50,11 +51,17 @@ def s3_endpoint():
 
 
 @pytest.fixture
-def s3_options(s3_endpoint):
-    """``fsio`` configured for the local server (reset afterwards); yields the CLI flags."""
-    options = {"key": KEY, "secret": SECRET,
-               "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": REGION}}
-    fsio.configure({"s3": options})
+def s3_config(s3_endpoint) -> dict:
+    """The fsspec options of the local server (``fsio.configure({"s3": ...})``)."""
+    return {"key": KEY, "secret": SECRET,
+            "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": REGION}}
+
+
+@pytest.fixture
+def s3_options(s3_endpoint, s3_config):
+    """``fsio`` configured for the local server (reset afterwards); yields the same options
+    as CLI flags."""
+    fsio.configure({"s3": s3_config})
     yield [
         "--s3-endpoint", s3_endpoint,
         "--storage-option", f"s3:key={KEY}", "--storage-option", f"s3:secret={SECRET}",
@@ -87,3 +94,16 @@ def _upload_tree(local: str, url: str) -> None:
 def upload_tree(s3_options):
     """``upload_tree(local_dir, url)``: copy a local tree into the bucket (test set-up)."""
     return _upload_tree
+
+
+@pytest.fixture(scope="session")
+def coco_records(tmp_path_factory) -> tuple[str, str]:
+    """``(coco_root, records_dir)``: a tiny synthetic COCO tree and its DeepLab2 records
+    (train 4 and val 1 images, 3 shards each: some empty)."""
+    base = tmp_path_factory.mktemp("coco")
+    coco, out = str(base / "coco"), str(base / "records")
+    assert main(["synth", "coco", "--out", coco, "--images", "4", "--height", "32",
+                 "--width", "40"]) == 0
+    assert main(["convert", "coco", "--root", coco, "--out", out, "--splits", "train,val",
+                 "--num-shards", "3", "--workers", "1", "--no-progress"]) == 0
+    return coco, out

@@ -12,16 +12,9 @@ from panseg.cli.main import main
 from panseg.sync import SyncError, sync
 
 
-@pytest.fixture(scope="module")
-def records(tmp_path_factory) -> str:
-    """A small record directory (COCO synth, 2 splits x 3 shards)."""
-    base = tmp_path_factory.mktemp("sync")
-    coco, out = str(base / "coco"), str(base / "records")
-    assert main(["synth", "coco", "--out", coco, "--images", "4", "--height", "32",
-                 "--width", "40"]) == 0
-    assert main(["convert", "coco", "--root", coco, "--out", out, "--splits", "train,val",
-                 "--num-shards", "3", "--workers", "1", "--no-progress"]) == 0
-    return out
+@pytest.fixture
+def records(coco_records) -> str:
+    return coco_records[1]
 
 
 def _shards(directory: str) -> dict[str, bytes]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from panseg.cli.common import CommandError, add_command
+from panseg.cli.storage import add_storage_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes reading image pairs")
     parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the results here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no per-class table")
+    add_storage_arguments(parser)
 
 
 def evaluate_files(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,6 +174,12 @@ def print_pq(result: dict[str, Any], per_class: bool = True) -> None:
 
 def write_json(path: str, result: dict[str, Any]) -> None:
     """Write ``result`` as JSON through a temporary file renamed into place."""
+    if "://" in path:  # an object store: one all-or-nothing upload
+        from panseg import fsio
+
+        text = json.dumps(result, indent=2, sort_keys=False) + "\n"
+        fsio.write_bytes_atomic(path, text.encode("utf-8"))
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".evaluate-", suffix=".json")

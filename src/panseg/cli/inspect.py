@@ -6,6 +6,7 @@ import argparse
 import os
 
 from panseg.cli.common import CommandError, add_command
+from panseg.cli.storage import add_storage_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--show", type=int, default=0, help="write K overlay PNGs")
     parser.add_argument("--out", help="directory for the overlays")
     parser.add_argument("--top", type=int, default=10, help="classes listed in the histogram")
+    add_storage_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from panseg.cli.common import CommandError, add_command
+from panseg.cli.storage import add_storage_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_storage_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

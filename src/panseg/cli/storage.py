@@ -82,7 +82,8 @@ def _set_dotted(target: dict[str, Any], key: str, value: Any, item: str) -> None
 
 
 def configure_storage(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Give the parsed options to :func:`panseg.fsio.configure`; returns them."""
+    """Give the parsed options to :func:`panseg.fsio.configure` (when there are any: a
+    command without them leaves the process's configuration alone); returns them."""
     from panseg import fsio
     from panseg.cli.common import CommandError
 
@@ -92,5 +93,6 @@ def configure_storage(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    fsio.configure(options)
+    if options:
+        fsio.configure(options)
     return options

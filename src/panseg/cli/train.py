@@ -6,6 +6,7 @@ import argparse
 import os
 
 from panseg.cli.common import CommandError, add_command
+from panseg.cli.storage import add_storage_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads per process (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_storage_arguments(parser)
 
 
 def resolve_config_path(name: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from panseg import fsio
 from panseg.data.collate import PanopticCollate
 from panseg.data.records_dataset import PanopticRecordDataset
 from panseg.data.targets import PanopticTargetGenerator
@@ -114,7 +115,7 @@ def build_train_loader(
     dataset facts read from the records' manifest."""
     dataset = PanopticRecordDataset(
         data.root, split=data.train_split, shuffle=True, seed=seed, rank=rank,
-        world_size=world_size,
+        world_size=world_size, storage_options=_storage_options(data.root),
     )
     info = dataset.info
     dataset.transforms = train_transforms(data, info)
@@ -137,5 +138,13 @@ def build_eval_dataset(
 ) -> PanopticRecordDataset:
     """The evaluation records of this rank, canonical order, no augmentation or targets."""
     return PanopticRecordDataset(
-        root, split=split, shuffle=False, rank=rank, world_size=world_size
+        root, split=split, shuffle=False, rank=rank, world_size=world_size,
+        storage_options=_storage_options(root),
     )
+
+
+def _storage_options(root: str) -> dict[str, Any] | None:
+    """The object-store options set with :func:`panseg.fsio.configure` for ``root``'s
+    protocol (the CLI's ``--storage-option``), handed to the dataset so that DataLoader
+    workers get them whatever their start method; None for local paths or no options."""
+    return (fsio.storage_options(fsio.protocol_of(root)) or None) if fsio.is_url(root) else None

@@ -17,12 +17,12 @@ Reference: cocodataset/panopticapi ``panopticapi/evaluation.py`` (``pq_compute``
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from panseg import fsio
 from panseg.evaluation.pq import (
     VOID_ID,
     Category,
@@ -44,8 +44,7 @@ class PanopticFormatError(ValueError):
 def load_json(path: str, what: str) -> dict[str, Any]:
     """Read a COCO panoptic JSON file with ``annotations`` (and ``categories`` for GT)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(fsio.read_bytes(path).decode("utf-8"))
     except FileNotFoundError:
         raise PanopticFormatError(f"{what} JSON {path!r} does not exist") from None
     except json.JSONDecodeError as exc:
@@ -95,7 +94,7 @@ def read_id_png(path: str) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
+        with fsio.open(path, "rb") as f, Image.open(f) as img:
             if img.mode not in ("RGB", "RGBA"):
                 raise PanopticFormatError(
                     f"{path}: a panoptic PNG must be RGB (ids are R + 256 G + 256^2 B), "
@@ -231,8 +230,12 @@ def pair_stats(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(gt_dir: str, pred_dir: str, cat_index: Mapping[int, int]) -> None:
+def _init_worker(
+    gt_dir: str, pred_dir: str, cat_index: Mapping[int, int], storage: dict | None = None
+) -> None:
     _WORKER.update(gt_dir=gt_dir, pred_dir=pred_dir, cat_index=dict(cat_index))
+    if storage:
+        fsio.configure(storage)  # the parent's object-store options (panseg.fsio)
 
 
 def _chunk_stats(
@@ -247,8 +250,8 @@ def _chunk_stats(
                 raise PanopticFormatError(
                     f"{what} annotation of image {ann.get('image_id')!r} has no 'file_name'"
                 )
-        gt_ids = read_id_png(os.path.join(_WORKER["gt_dir"], gt_ann["file_name"]))
-        pred_ids = read_id_png(os.path.join(_WORKER["pred_dir"], pred_ann["file_name"]))
+        gt_ids = read_id_png(fsio.join(_WORKER["gt_dir"], gt_ann["file_name"]))
+        pred_ids = read_id_png(fsio.join(_WORKER["pred_dir"], pred_ann["file_name"]))
         stats += pair_stats(gt_ids, pred_ids, gt_ann, pred_ann, _WORKER["cat_index"], confusion)
     return stats, confusion
 
@@ -281,7 +284,7 @@ def evaluate_coco_panoptic(
         (mIoU and per-class IoU from the same segments, see :func:`pair_stats`).
     """
     for folder, what in ((gt_dir, "ground-truth"), (pred_dir, "prediction")):
-        if not os.path.isdir(folder):
+        if not fsio.isdir(folder):
             raise PanopticFormatError(f"{what} segmentation folder {folder!r} does not exist")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -334,7 +337,7 @@ def accumulate_pairs(
             with multiprocessing.get_context().Pool(
                 min(workers, len(chunks)),
                 initializer=_init_worker,
-                initargs=(gt_dir, pred_dir, cat_index),
+                initargs=(gt_dir, pred_dir, cat_index, fsio.storage_options()),
             ) as pool:
                 for chunk, (part, part_confusion) in zip(
                     chunks, pool.imap(_chunk_stats, chunks), strict=True
