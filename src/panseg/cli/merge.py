@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from panseg import fsio
 from panseg.cli.common import CommandError, add_command
 
 DATASETS = ("coco", "cityscapes")
@@ -55,7 +55,7 @@ def parse_sources(values: list[str]) -> list[tuple[str, str]]:
         if not sep or dataset not in DATASETS or not root:
             raise CommandError(f"--source {value!r}: expected DATASET=ROOT with DATASET in "
                                f"{list(DATASETS)}")
-        if not os.path.isdir(root):
+        if not fsio.isdir(root):
             raise CommandError(f"--source {value}: no such directory {root}")
         if dataset in [d for d, _ in parts]:
             raise CommandError(f"--source {dataset} is given twice")
