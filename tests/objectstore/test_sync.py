@@ -39,6 +39,10 @@ def test_sync_local_to_s3_and_back(records, bucket, s3_options, tmp_path, capsys
     assert _shards(remote) == _shards(records)
     assert not fsio.exists(f"{remote}/.panseg")  # converter bookkeeping stays behind
 
+    # panseg inspect reads the bucket too (manifest beside the shards).
+    assert main(["inspect", f"{remote}/train-*.tfrecord", *s3_options]) == 0
+    assert "total: 4 examples in 3 shards" in capsys.readouterr().out
+
     # Resume: a second run copies nothing.
     assert main(["sync", records, remote, "--no-progress", *s3_options]) == 0
     assert "6 shards: 0 copied, 6 already there" in capsys.readouterr().out
@@ -106,3 +110,27 @@ def test_errors_name_the_problem(tmp_path, records):
     with pytest.raises(SyncError, match="not a plain file name"):
         sync(str(src), str(tmp_path / "y"), progress=False)
     assert main(["sync", str(tmp_path), str(tmp_path / "z"), "--storage-option", "novalue"]) == 2
+
+
+def test_stored_checksum_of_gcs_objects(monkeypatch):
+    """GCS reports crc32c as base64 of the big-endian 4 bytes: read without a download."""
+    import base64
+
+    from panseg import sync as sync_module
+    from panseg.sync import FileEntry, dst_state, stored_crc32c
+
+    class FakeGCS:
+        def info(self, path):
+            return {"size": 3, "crc32c": base64.b64encode(bytes.fromhex("364b3fb7")).decode()}
+
+        def size(self, path):
+            return 3
+
+        def open(self, path, mode):
+            raise AssertionError("the stored checksum must make a read unnecessary")
+
+    monkeypatch.setattr(sync_module.fsio, "filesystem", lambda path: FakeGCS())
+    assert stored_crc32c("gs://b/x") == "364b3fb7"  # CRC32C of b"abc"
+    assert dst_state("gs://b/x", FileEntry("x", 3, "364b3fb7"), check_crc=True) == "ok"
+    assert dst_state("gs://b/x", FileEntry("x", 3, "00000000"), check_crc=True) == "bad"
+    assert stored_crc32c("/local/file") is None
