@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from panseg.datasets.semantic import RawSemanticExample
 from panseg.records.deeplab2 import deeplab2_example
 from panseg.records.images import image_size, prepare_image
 from panseg.records.png_chunks import prepare_png
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 def map_label_png(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
@@ -77,7 +81,7 @@ class SemanticPngEncoder:
     def check_listing(self, key: str, segments: Sequence, file: str) -> list[Problem]:
         return []
 
-    def read_label(self, raw: RawSemanticExample, height: int, width: int):
+    def read_label(self, raw: RawSemanticExample, height: int, width: int) -> Image.Image:
         """The label as a decoded PIL ``L`` image, checked; raises :class:`ItemProblems`."""
         from PIL import Image, UnidentifiedImageError
 
