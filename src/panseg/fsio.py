@@ -160,6 +160,9 @@ def open(path: str, mode: str = "rb") -> IO:  # noqa: A001 - mirrors builtins.op
 
 
 def read_bytes(path: str) -> bytes:
+    """The whole file (for URLs one GET, without the metadata request ``open`` makes)."""
+    if is_url(path):
+        return filesystem(path).cat_file(path)
     with open(path, "rb") as f:
         return f.read()
 
