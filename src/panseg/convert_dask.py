@@ -90,7 +90,7 @@ class DaskEngine:
         return self  # the cluster is reached on the first call: a rerun may have nothing to do
 
     def _connect(self) -> Any:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if self._topic:
             return self.client
@@ -106,11 +106,7 @@ class DaskEngine:
                         f"dask scheduler {self.scheduler}: cannot connect ({exc})"
                     ) from None
             else:
-                n = self.local_workers or os.cpu_count() or 1
-                cluster = LocalCluster(  # failures are reported here, not by worker logs
-                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                    silence_logs=logging.CRITICAL,
-                )
+                cluster = local_cluster(self.local_workers or os.cpu_count() or 1)
                 self._own.append(cluster)
                 self.client = Client(cluster)
             self._own.insert(0, self.client)
@@ -237,6 +233,26 @@ class DaskEngine:
                 msg = self._events.get_nowait()
         except queue_module.Empty:
             pass
+
+
+def local_cluster(n_workers: int, **kwargs: Any) -> Any:
+    """A ``LocalCluster`` of ``n_workers`` one-thread worker processes set up for conversion.
+
+    Dask starts worker processes with ``MALLOC_TRIM_THRESHOLD_=65536`` (its
+    ``distributed.nanny.pre-spawn-environ``), which makes glibc return freed memory at once
+    and map every large array afresh: encoding then costs about 1.5 to 2 times the CPU time
+    (``benchmarks/convert_dask.py``). The workers here start without it. Worker logs are
+    silenced: the engine reports failures itself, once, by shard and image.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    options = dict(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        silence_logs=logging.CRITICAL,
+    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(**{**options, **kwargs})
 
 
 # ---------------------------------------------------------------------------- worker side

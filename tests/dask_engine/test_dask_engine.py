@@ -15,7 +15,7 @@ import pytest
 
 from panseg.cli.main import main
 from panseg.convert import ConversionFailed, LocalEngine, TaskFailed, convert
-from panseg.convert_dask import DaskEngine
+from panseg.convert_dask import DaskEngine, local_cluster
 from panseg.datasets.cityscapes import CityscapesSource
 from panseg.datasets.cityscapes_labels import cityscapes_panoptic_info
 from panseg.datasets.coco import CocoPanopticSource, coco_panoptic_info
@@ -45,9 +45,9 @@ class FlakySource(CocoPanopticSource):
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as c:
+    with local_cluster(2) as cluster, distributed.Client(cluster) as c:
+        assert list(c.nthreads().values()) == [1, 1]
+        assert len(set(c.run(os.getpid).values()) | {os.getpid()}) == 3  # two processes
         yield c
 
 
