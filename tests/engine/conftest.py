@@ -37,3 +37,14 @@ def tiny_config(tiny_records):
 @pytest.fixture()
 def configs_dir():
     return os.path.join(os.path.dirname(__file__), "..", "..", "src", "panseg", "configs")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models: one thread is faster than two, and immune to a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

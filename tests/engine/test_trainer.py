@@ -54,14 +54,27 @@ def test_resumed_run_ends_in_the_same_state(tiny_config, tmp_path):
     assert lines("whole") == lines("split")
 
 
-def test_run_directory_and_evaluation(tiny_config, tmp_path):
-    run = str(tmp_path / "run")
-    cfg = tiny_config("solver.max_iter=2", "solver.checkpoint_period=1")
-    result = train(cfg, run, progress=False, log=lambda m: None)
-    names = set(os.listdir(run))
-    assert {"config.yaml", "dataset.json", "metrics.jsonl", "checkpoints"} <= names
+@pytest.fixture(scope="module")
+def tiny_run(tiny_records, tmp_path_factory):
+    """A 2-step run with a checkpoint at each step, evaluated at the end."""
+    from panseg.engine.config import load_config
+    from panseg.engine.demo import shipped_config
+
+    from .conftest import TINY
+
+    run = str(tmp_path_factory.mktemp("run") / "run")
+    cfg = load_config(shipped_config("demo_synthetic"),
+                      [f"data.root={tiny_records}", *TINY, "solver.max_iter=2",
+                       "solver.checkpoint_period=1"])
+    return run, cfg, train(cfg, run, progress=False, log=lambda m: None)
+
+
+def test_run_directory(tiny_run):
     from panseg.engine.config import load_config
 
+    run, cfg, result = tiny_run
+    names = set(os.listdir(run))
+    assert {"config.yaml", "dataset.json", "metrics.jsonl", "checkpoints"} <= names
     assert load_config(os.path.join(run, "config.yaml")) == cfg
     assert last_checkpoint(run).endswith("model_0000002.pt")
     assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
@@ -70,14 +83,17 @@ def test_run_directory_and_evaluation(tiny_config, tmp_path):
     assert set(ev) == {"pq", "sq", "rq", "pq_th", "pq_st", "miou"}
     assert 0 <= ev["miou"] <= 100
 
-    # panseg evaluate --run gives the trainer's figures
+
+def test_evaluate_run_gives_the_trainers_figures(tiny_run, tmp_path):
     from panseg.cli.main import main
 
+    run, _, result = tiny_run
     out = tmp_path / "pq.json"
     assert main(["evaluate", "--run", run, "--quiet", "--json", str(out), "--device", "cpu"]) == 0
     data = json.loads(out.read_text())
-    assert round(100 * data["All"]["pq"], 3) == ev["pq"]
-    assert round(100 * data["semantic"]["miou"], 3) == ev["miou"]
+    assert round(100 * data["All"]["pq"], 3) == result["eval"]["pq"]
+    assert round(100 * data["semantic"]["miou"], 3) == result["eval"]["miou"]
+    assert data["inputs"]["step"] == 2
 
 
 def test_unknown_key_on_the_command_line_is_one_clear_error(tiny_records, tmp_path, capsys):
@@ -96,15 +112,13 @@ def test_num_classes_must_match_the_records(tiny_config, tmp_path):
         train(tiny_config("model.num_classes=19"), str(tmp_path / "r"), progress=False)
 
 
-def test_predict_writes_coco_panoptic_and_overlays(tiny_config, tiny_records, tmp_path):
+def test_predict_writes_coco_panoptic_and_overlays(tiny_run, tiny_records, tmp_path):
     from PIL import Image
 
     from panseg.cli.main import main
     from panseg.evaluation.coco_format import read_id_png
 
-    run = str(tmp_path / "run")
-    train(tiny_config("solver.max_iter=1", "eval.period=-1"), run, progress=False,
-          log=lambda m: None)
+    run = tiny_run[0]
     coco = os.path.join(os.path.dirname(tiny_records), "coco", "val2017")
     images = sorted(os.path.join(coco, n) for n in os.listdir(coco))
     out = tmp_path / "pred"
