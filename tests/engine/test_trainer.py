@@ -36,7 +36,7 @@ def _assert_same(a, b):
 
 
 def test_resumed_run_ends_in_the_same_state(tiny_config, tmp_path):
-    cfg = tiny_config("solver.max_iter=4")
+    cfg = tiny_config("solver.max_iter=4", "solver.clip_grad_norm=5.0")
     whole = train(cfg, str(tmp_path / "whole"), progress=False, log=lambda m: None)
     first = train(cfg, str(tmp_path / "split"), progress=False, log=lambda m: None, stop_after=2)
     assert first["step"] == 2 and first["eval"] is None
