@@ -4,10 +4,11 @@
 then the manifest itself. The manifest's ``size`` and ``crc32c`` (CRC32C of the whole file,
 8 hex digits, as GCS reports it) are the truth for every file:
 
-* **Copy**: with an object store on either side, each shard is streamed from SRC to DST in
+* **Copy**: into an object store, each shard is streamed from SRC to DST in
   8 MiB blocks with its CRC32C computed on the way (SRC is read once; DST is not read back,
-  ``verify=True`` does that). Disk to disk, the kernel copies the file (``shutil.copyfile``)
-  and the copy is then read back for its CRC32C, which checks the bytes that landed. A SRC
+  ``verify=True`` does that). Onto disk, the file is copied by the kernel
+  (``shutil.copyfile``) or downloaded by the filesystem (``get_file``) and then read back
+  for its CRC32C (from the page cache), which checks the bytes that landed. A SRC
   file whose size or checksum disagrees with the manifest is an error naming the file
   (:class:`SyncError`), and its partial copy is removed. Locally a copy is written under
   ``.NAME.sync-tmp`` and renamed into place; an object store makes an object visible only
@@ -39,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import google_crc32c
+from fsspec.callbacks import Callback
 
 from panseg import fsio
 from panseg.records.manifest import MANIFEST_NAME, Manifest
@@ -152,6 +154,11 @@ def copy_file(
                 fsio.size(src), crc32c_hex(src)
             ) == (entry.size, entry.crc32c):
                 raise SyncError(f"{dst}: the copy differs from {src} (disk error?)")
+        elif local:
+            # Object store to disk: the filesystem's own download (concurrent ranged reads,
+            # twice as fast as a stream of reads), then the CRC32C of what landed.
+            fsio.filesystem(src).get_file(src, target, callback=_Ticks(progress))
+            copied, got = fsio.size(target), crc32c_hex(target)
         else:
             copied, got = _stream(src, target, progress)
         if copied != entry.size or got != entry.crc32c:
@@ -168,6 +175,18 @@ def copy_file(
         if _size_or_none(target) is not None:
             fsio.remove(target)
         raise
+
+
+class _Ticks(Callback):
+    """An fsspec transfer callback that forwards byte counts to ``progress``."""
+
+    def __init__(self, progress: Callable[[int], None] | None) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def relative_update(self, inc: int = 1) -> None:
+        if self.progress is not None:
+            self.progress(inc)
 
 
 def _stream(
