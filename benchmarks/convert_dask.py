@@ -11,6 +11,10 @@ running clusters (what ``--scheduler`` costs): panseg's ``local_cluster`` (worke
 Dask's ``MALLOC_TRIM_THRESHOLD_=65536``) and a ``LocalCluster`` with Dask's default worker
 environment. The runs are interleaved so that all see the same load. Every run writes the
 same bytes; the script checks it.
+
+On a shared machine wall time is noisy, so the script also measures the CPU time of the
+thread that encodes one shard (``time.thread_time``, user + system): in this process and as a
+task on each cluster, best of ``--repeat``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from panseg.convert import LocalEngine, convert
+from panseg.convert import LocalEngine, _write_one_shard, convert
 from panseg.convert_dask import DaskEngine, local_cluster
 from panseg.datasets.coco import CocoPanopticSource, coco_panoptic_info
 from panseg.datasets.synthetic import synth_coco
@@ -40,6 +44,19 @@ def run(root: str, out: str, engine, shards: int) -> float:
         log=lambda m: None,
     )
     return time.perf_counter() - start
+
+
+def shard_cpu(root: str, out: str, count: int) -> float:
+    """CPU seconds of the calling thread to encode and write one shard of ``count`` images."""
+    info = coco_panoptic_info()
+    source = CocoPanopticSource(root)
+    items = source.list_split("train")[0][:count]
+    start = time.thread_time()
+    _write_one_shard(
+        source, PanopticDeepLab2Encoder(info, crowd="ignore"), out, "cpu.tfrecord", items,
+        "-", "-", {},
+    )
+    return time.thread_time() - start
 
 
 def same_tree(a: str, b: str) -> bool:
@@ -91,6 +108,16 @@ def main() -> int:
                       f"(local_cluster) {rates['dask'][-1]:6.1f}, dask (Dask's default worker "
                       f"environment) {rates['dask-defaults'][-1]:6.1f} images/s; load average "
                       f"{os.getloadavg()[0]:.1f}", flush=True)
+            k = min(n, 40)
+            cpu: dict[str, list[float]] = {"local": [], "dask": [], "dask-defaults": []}
+            for _ in range(args.repeat):
+                cpu["local"].append(shard_cpu(root, os.path.join(work, "cpu"), k))
+                for name, c in (("dask", tuned_client), ("dask-defaults", plain_client)):
+                    cpu[name].append(c.submit(
+                        shard_cpu, root, os.path.join(work, "cpu"), k, pure=False
+                    ).result())
+            print(f"CPU per image (one shard of {k}, best of {args.repeat}): " + ", ".join(
+                f"{name} {1e3 * min(v) / k:.2f} ms" for name, v in cpu.items()))
         best = {k: max(v) for k, v in rates.items()}
         print(f"best of {args.repeat}: " + ", ".join(f"{k} {v:.1f}" for k, v in best.items())
               + " images/s")

@@ -3,13 +3,14 @@
 :class:`DaskEngine` runs the same worker calls as :class:`panseg.convert.LocalEngine`
 (``_write_one_shard`` per shard, ``_validate_chunk`` per chunk of 32 items) on a Dask
 cluster: an existing scheduler (``scheduler="tcp://host:8786"`` or a scheduler file), a
-:class:`distributed.Client` you made (``client=``), or a ``LocalCluster`` of
-``local_workers`` processes. Listing, the
-decision of which shards are still to do, and publishing stay in the calling process, so the
-output directory ends up byte-for-byte what the local engine writes, and a rerun skips the
-shards that are complete in the same way. Workers write into the output directory
-themselves: every worker must see it (a shared filesystem, or an object-store URL) and must
-have panseg installed.
+:class:`distributed.Client` you made (``client=``), or a :func:`local_cluster` of
+``local_workers`` processes. Listing, the decision of which shards are still to do, and
+publishing stay in the calling process, so the output directory ends up byte-for-byte what
+the local engine writes, and a rerun skips the shards that are complete in the same way.
+Workers write into the output directory themselves: every worker must see it (a shared
+filesystem, or an object-store URL; the client's :func:`panseg.fsio.configure` options travel
+with each task) and must have panseg installed. The cluster is contacted only when there is
+work: a rerun with every shard complete does not start or reach one.
 
 Progress: each task sends its per-image count, at most four times a second, as a Dask event
 (``Worker.log_event``) that the client turns into the bar; a finished task tops its shard up.
