@@ -301,3 +301,20 @@ def test_a_lost_worker_is_reported_with_its_shard():
                        "on 3 different workers, all died")
     Future.status = "cancelled"
     assert "cancelled" in DaskEngine._failure(Future(), "shard s")
+
+
+def test_cli_merge_with_a_class_map_equals_local(client, coco_root, tmp_path):
+    synth_cityscapes(str(tmp_path / "cs"), images_per_city=1, height=32, width=64,
+                     splits=("val",))
+    (tmp_path / "map.json").write_text(json.dumps({
+        "name": "people", "ignore_label": 255, "label_divisor": 1000, "unmapped": "ignore",
+        "classes": [{"id": 0, "name": "person", "thing": True, "color": [220, 20, 60],
+                     "sources": {"coco": ["person"], "cityscapes": ["person", "rider"]}}],
+    }))
+    args = ["convert", "merge", "--class-map", str(tmp_path / "map.json"),
+            "--source", f"coco={coco_root}", "--source", f"cityscapes={tmp_path / 'cs'}",
+            "--splits", "val", "--num-shards", "2", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "local"), "--workers", "1"]) == 0
+    assert main([*args, "--out", str(tmp_path / "dask"), "--engine", "dask",
+                 "--scheduler", client.scheduler.address]) == 0
+    assert tree(tmp_path / "dask") == tree(tmp_path / "local")
