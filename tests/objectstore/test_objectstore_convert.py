@@ -85,3 +85,28 @@ def test_convert_cityscapes_from_s3(tmp_path, bucket, s3_options, upload_tree):
     for name in ("train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord"):
         data = fsio.read_bytes(f"{remote_out}/{name}")
         assert data and data == (tmp_path / "records" / name).read_bytes()
+
+
+def test_failed_run_resumes_from_pending_shards_on_s3(coco_records, bucket, s3_options,
+                                                     upload_tree, capsys):
+    coco = coco_records[0]
+    upload_tree(coco, f"{bucket}/coco")
+    images = sorted(n for n in fsio.listdir(f"{bucket}/coco/train2017") if n.endswith(".jpg"))
+    broken = f"{bucket}/coco/train2017/{images[-1]}"
+    good = fsio.read_bytes(broken)
+    fsio.write_bytes_atomic(broken, b"not a jpeg")
+    out = f"{bucket}/records"
+    argv = ["convert", "coco", "--root", f"{bucket}/coco", "--out", out, "--splits", "train",
+            "--num-shards", "2", "--workers", "1", "--no-progress", *s3_options]
+    assert main(argv) == 1  # a problem: nothing published, the good shard stays pending
+    assert images[-1][:-4] in capsys.readouterr().err
+    assert not fsio.exists(f"{out}/manifest.json")
+    assert fsio.glob(f"{out}/*.tfrecord") == []
+    assert len(fsio.glob(f"{out}/.panseg/pending/*.tfrecord")) == 1
+
+    fsio.write_bytes_atomic(broken, good)
+    assert main(argv) == 0
+    assert "1 shards written, 1 already complete" in capsys.readouterr().out
+    assert fsio.glob(f"{out}/.panseg/pending/*.tfrecord") == []
+    for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"):
+        assert fsio.exists(f"{out}/{name}")
