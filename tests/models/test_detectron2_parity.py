@@ -58,3 +58,25 @@ def test_outputs_equal_detectron2(tag, use_dsconv, train_size):
         assert torch.allclose(out[key], expected, atol=2e-5, rtol=1e-5), (
             key, float((out[key] - expected).abs().max())
         )
+
+
+def test_r52_backbone_equals_detectron2():
+    # Fixture data/detectron2_r52_outputs.npz: detectron2's build_resnet_deeplab_backbone
+    # (DeepLab stem, STRIDE_IN_1X1 False, RES5_DILATION 2, RES5_MULTI_GRID [1, 2, 4]) narrowed
+    # to width 8 / stem 16, run once at commit 02b5c4e on a 32×64 image.
+    from panseg.models.backbones.resnet import ResNet
+    from panseg.models.weights import load_backbone_weights
+
+    data = np.load(FIXTURE.parent / "detectron2_r52_outputs.npz")
+    names = json.loads(str(data["names"]))
+    net = ResNet(50, stem="deeplab", width=8, stem_channels=16, output_stride=16,
+                 multi_grid=(1, 2, 4))
+    load_backbone_weights(net, {k: value(k, tuple(s)) for k, s in names.items()},
+                          "detectron2_resnet")
+    with torch.no_grad():
+        out = net.eval()(torch.from_numpy(data["image"]))
+    for key in ("res2", "res3", "res5"):
+        expected = torch.from_numpy(data[key])
+        assert torch.allclose(out[key], expected, atol=1e-5, rtol=1e-5), (
+            key, float((out[key] - expected).abs().max())
+        )
