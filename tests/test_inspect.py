@@ -29,3 +29,17 @@ def test_inspect_deeplab2_and_model_garden(tmp_path, capsys):
 def test_inspect_reports_a_missing_pattern(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nothing-*.tfrecord")]) == 2
     assert "no shard matches" in capsys.readouterr().err
+
+
+def test_inspect_semantic_cityscapes_records(tmp_path, capsys):
+    root, out = str(tmp_path / "cs"), str(tmp_path / "rec")
+    assert main(["synth", "cityscapes", "--out", root]) == 0
+    assert main(["convert", "cityscapes", "--root", root, "--out", out, "--task", "semantic",
+                 "--splits", "val", "--num-shards", "1", "--workers", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", os.path.join(out, "val-*.tfrecord")]) == 0
+    text = capsys.readouterr().out
+    assert "jpeg" not in text and "png/png" in text
+    # Semantic trainIds are classes, not panoptic values: more than road shows up.
+    classes = [line.split()[1] for line in text.splitlines() if line.startswith("   ")]
+    assert "road" in classes and len(set(classes) - {"road", "void"}) >= 2

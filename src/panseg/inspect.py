@@ -61,7 +61,10 @@ def panoptic_view(
     from panseg.records.deeplab2 import decode_deeplab2
 
     decoded = decode_deeplab2(data, where=where)
-    return decoded.filename, decoded.image, decoded.label
+    label = decoded.label
+    if label is not None and decoded.label_format == "png":  # a semantic label: no instances
+        label = label.astype(np.int64) * info.label_divisor
+    return decoded.filename, decoded.image, label
 
 
 def inspect_shards(pattern: str, *, show: int = 0, out_dir: str | None = None) -> ShardSummary:

@@ -13,8 +13,8 @@ from panseg.datasets.base import ItemProblems, RawExample, Segment
 from panseg.datasets.cityscapes_labels import cityscapes_panoptic_info
 from panseg.records.deeplab2 import PanopticDeepLab2Encoder, paint_segments_reference
 from panseg.records.deeplab2_small_ids import SmallIdPanopticEncoder, paint_small_ids
-from panseg.records.images import prepare_image
-from panseg.records.png_chunks import png_passthrough_size, prepare_png
+from panseg.records.images import prepare_image, prepare_image_reference
+from panseg.records.png_chunks import png_passthrough_size
 
 
 def png(array, **save) -> bytes:
@@ -29,7 +29,7 @@ RGB = (np.arange(5 * 7 * 3) % 251).astype(np.uint8).reshape(5, 7, 3)
 def test_plain_rgb_png_passes_through_like_prepare_image():
     data = png(RGB)
     assert png_passthrough_size(data) == (5, 7)
-    assert prepare_png(data) == prepare_image(data, "png")
+    assert prepare_image(data, "png") == prepare_image_reference(data, "png")
     with_dpi = png(RGB, dpi=(72, 72))  # a pHYs chunk
     assert png_passthrough_size(with_dpi) == (5, 7)
 
@@ -65,13 +65,13 @@ def test_other_pngs_go_to_prepare_image(variant):
         data = bytes(raw)
     assert png_passthrough_size(data) is None
     try:
-        expected = prepare_image(data, "png")
+        expected = prepare_image_reference(data, "png")
     except ValueError as exc:
         with pytest.raises(ValueError, match="not a readable image"):
-            prepare_png(data)
+            prepare_image(data, "png")
         assert "not a readable image" in str(exc)
     else:
-        assert prepare_png(data) == expected
+        assert prepare_image(data, "png") == expected
 
 
 @pytest.mark.parametrize("blocky", [True, False])  # long runs (run path) or noise (per pixel)

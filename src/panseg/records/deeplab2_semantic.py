@@ -31,7 +31,6 @@ from panseg.datasets.runs import distinct_values
 from panseg.datasets.semantic import RawSemanticExample
 from panseg.records.deeplab2 import deeplab2_example
 from panseg.records.images import image_size, prepare_image
-from panseg.records.png_chunks import prepare_png
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -152,10 +151,7 @@ class SemanticPngEncoder:
             ItemProblems: every problem found in this item's image or label.
         """
         try:
-            if raw.image_format == "png":
-                image = prepare_png(raw.image_bytes, raw.image_path)
-            else:
-                image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
+            image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
         except ValueError as exc:
             raise ItemProblems([Problem(raw.image_path, str(exc), item=raw.key)]) from None
         label = self.label(raw, image.height, image.width) if raw.has_label else None

@@ -12,7 +12,7 @@
 * when no segment states an area (segments derived from the same pixels, as the raw
   Cityscapes reader does) the areas are not counted;
 * PNG images that can pass through are recognized from their chunk headers
-  (:func:`panseg.records.png_chunks.prepare_png`) instead of being decoded.
+  (:func:`panseg.records.images.prepare_image`) instead of being decoded.
 
 Larger ids fall back to the parent encoder. The reference painting is
 ``panseg.records.deeplab2.paint_segments_reference``.
@@ -28,7 +28,6 @@ from panseg.datasets.base import ItemProblems, Problem, RawExample
 from panseg.datasets.runs import runs
 from panseg.records.deeplab2 import PanopticDeepLab2Encoder, deeplab2_example
 from panseg.records.images import prepare_image
-from panseg.records.png_chunks import prepare_png
 
 SMALL_ID_LIMIT = 1 << 16
 
@@ -132,10 +131,7 @@ class SmallIdPanopticEncoder(PanopticDeepLab2Encoder):
             ItemProblems: every problem found in this item's image or label.
         """
         try:
-            if raw.image_format == "png":
-                image = prepare_png(raw.image_bytes, raw.image_path)
-            else:
-                image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
+            image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
         except ValueError as exc:
             raise ItemProblems([Problem(raw.image_path, str(exc), item=raw.key)]) from None
         label = None

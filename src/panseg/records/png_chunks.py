@@ -5,19 +5,18 @@ for its EXIF orientation. For a PNG that call decodes the whole image, because P
 an ``eXIf`` chunk after the pixel data; on a 1024x2048 Cityscapes frame that is about 45 ms,
 more than everything else a converter does with the image.
 
-:func:`prepare_png` walks the chunk list instead (a few hundred headers, no decompression).
+:func:`png_passthrough_size` walks the chunk list instead (a few hundred headers, no decompression).
 When the PNG is 8-bit truecolor (PIL mode ``RGB``) and holds no chunk that can carry an
 orientation (``eXIf``, or a text chunk PIL reads EXIF or XMP from) the bytes pass through with
 the size from ``IHDR``, exactly what :func:`prepare_image` returns for such a file. Anything
-else (another color type, a text chunk, a damaged file) goes to :func:`prepare_image`.
+else (another color type, a text chunk, a damaged file) goes to PIL;
+:func:`panseg.records.images.prepare_image` uses it for every PNG.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-
-from panseg.records.images import PreparedImage, prepare_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks that cannot change PIL's mode or carry an orientation.
@@ -56,15 +55,3 @@ def png_passthrough_size(data: bytes) -> tuple[int, int] | None:
         if kind == b"IEND":
             return (height, width) if pos == end else None
     return None
-
-
-def prepare_png(data: bytes, path: str = "<image>") -> PreparedImage:
-    """What :func:`prepare_image` returns for a PNG file, without decoding a plain one.
-
-    Raises:
-        ValueError: the bytes are not a readable image (message names ``path``).
-    """
-    size = png_passthrough_size(data)
-    if size is None:
-        return prepare_image(data, "png", path)
-    return PreparedImage(data, size[0], size[1], False, "")
