@@ -433,3 +433,35 @@ def test_remap_state_dict_accepts_numpy_and_keeps_missing_num_batches_tracked():
     src = {k: v.numpy().copy() for k, v in net.state_dict().items() if "num_batches" not in k}
     out = remap_state_dict(net, src, lambda k: k)
     assert set(out) == set(net.state_dict())
+
+
+class _SchedulerState:  # stands for a non-tensor object in a training checkpoint
+    def __init__(self) -> None:
+        self.last_epoch = 3
+
+
+def test_read_checkpoint_safetensors_and_trusted_pth(tmp_path):
+    # safetensors written by hand from the format's spec: u64 header size, JSON header, data
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([5, -1], dtype=np.int64)
+    header = {
+        "__metadata__": {"format": "pt"},
+        "stem.0.conv.weight": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+        "n": {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]},
+    }
+    blob = json.dumps(header).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(blob).to_bytes(8, "little") + blob + a.tobytes() + b.tobytes())
+    sd = read_checkpoint(path)
+    assert np.array_equal(sd["stem.0.conv.weight"].numpy(), a) and sd["n"].tolist() == [5, -1]
+    header["n"]["data_offsets"] = [24, 48]
+    blob = json.dumps(header).encode()
+    path.write_bytes(len(blob).to_bytes(8, "little") + blob + a.tobytes() + b.tobytes())
+    with pytest.raises(WeightImportError, match="outside the file"):
+        read_checkpoint(path)
+
+    pth = tmp_path / "train.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "scheduler": _SchedulerState()}, pth)
+    with pytest.raises(WeightImportError, match="trusted=True"):
+        read_checkpoint(pth)
+    assert torch.equal(read_checkpoint(pth, trusted=True)["w"], torch.ones(2))

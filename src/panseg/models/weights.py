@@ -281,13 +281,57 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights pickle")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Minimal reader of the safetensors format (timm's Hugging Face checkpoints): an 8-byte
+    little-endian header length, a JSON header {name: {dtype, shape, data_offsets}}, then the
+    little-endian data."""
+    import json
+
+    raw = path.read_bytes()
+    if len(raw) < 8:
+        raise WeightImportError(f"{path}: too short for a safetensors file")
+    n = int.from_bytes(raw[:8], "little")
+    try:
+        header = json.loads(raw[8 : 8 + n])
+    except ValueError as e:
+        raise WeightImportError(f"{path}: bad safetensors header ({e})") from e
+    data = memoryview(raw)[8 + n :]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
+        if dtype is None:
+            raise WeightImportError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+        start, end = info["data_offsets"]
+        if not 0 <= start <= end <= len(data):
+            raise WeightImportError(f"{path}: tensor {name!r} lies outside the file")
+        flat = torch.frombuffer(bytearray(data[start:end]), dtype=dtype) if end > start else \
+            torch.empty(0, dtype=dtype)
+        shape = tuple(info["shape"])
+        if flat.numel() != int(np.prod(shape, dtype=np.int64)):
+            raise WeightImportError(f"{path}: tensor {name!r} has {flat.numel()} values for shape {shape}")
+        out[name] = flat.reshape(shape)
+    return out
+
+
+def read_checkpoint(path: str | Path, *, trusted: bool = False) -> dict[str, Any]:
     """Read a state dict from ``.pkl`` (detectron2: pickled dict of NumPy arrays, optionally
-    under ``"model"``; only arrays are unpickled) or ``.pth``/``.pt`` (``torch.load`` with
-    ``weights_only=True``; unwraps ``"model"`` or ``"state_dict"``; strips ``module.``)."""
+    under ``"model"``; only arrays are unpickled), ``.pth``/``.pt`` (``torch.load`` with
+    ``weights_only=True`` unless ``trusted``; unwraps ``"model"`` or ``"state_dict"``; strips
+    ``module.``) or ``.safetensors`` (timm's Hugging Face checkpoints)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     if path.suffix == ".pkl":
         with open(path, "rb") as f:
             try:
@@ -295,9 +339,17 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             except (pickle.UnpicklingError, EOFError) as e:
                 raise WeightImportError(f"{path}: not a detectron2 weights pickle ({e})") from e
     elif path.suffix in (".pth", ".pt"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=not trusted)
+        except pickle.UnpicklingError as e:
+            raise WeightImportError(
+                f"{path}: holds objects other than tensors (e.g. an optimizer or scheduler "
+                f"state); if you trust the file, pass trusted=True ({e})"
+            ) from e
     else:
-        raise WeightImportError(f"{path}: unknown checkpoint suffix (expected .pkl, .pth or .pt)")
+        raise WeightImportError(
+            f"{path}: unknown checkpoint suffix (expected .pkl, .pth, .pt or .safetensors)"
+        )
     if isinstance(obj, dict):
         for wrapper in ("model", "state_dict"):
             if isinstance(obj.get(wrapper), dict):
