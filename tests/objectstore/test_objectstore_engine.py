@@ -56,3 +56,21 @@ def test_evaluate_coco_files_on_s3(coco_records, bucket, s3_options, s3_config, 
     assert got.pop("inputs")["gt_json"] == gt
     want.pop("inputs")
     assert got == want and got["images"] == 2
+
+
+def test_class_map_from_s3(bucket, s3_options):
+    from importlib import resources
+
+    from panseg.datasets.classmap import ClassMapError, load_class_map
+
+    text = resources.files("panseg.datasets").joinpath(
+        "data/classmaps/coco_person_vehicle_animal.yaml").read_bytes()
+    fsio.write_bytes_atomic(f"{bucket}/maps/pva.yaml", text)
+    import dataclasses
+
+    got = load_class_map(f"{bucket}/maps/pva.yaml")
+    assert got.path == f"{bucket}/maps/pva.yaml"
+    assert dataclasses.replace(got, path="") == dataclasses.replace(
+        load_class_map("coco_person_vehicle_animal"), path="")
+    with pytest.raises(ClassMapError, match="missing.yaml: cannot read it"):
+        load_class_map(f"{bucket}/maps/missing.yaml")

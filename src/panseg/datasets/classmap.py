@@ -32,6 +32,7 @@ from functools import cached_property
 from importlib import resources
 from typing import Any
 
+from panseg import fsio
 from panseg.datasets.info import ClassInfo, DatasetInfo
 
 UNMAPPED_POLICIES = ("error", "ignore", "background")
@@ -347,12 +348,12 @@ def load_class_map(path_or_name: str) -> ClassMap:
         ref = resources.files("panseg.datasets").joinpath(f"data/classmaps/{path_or_name}.yaml")
         return _parse(ref.read_text(encoding="utf-8"), f"<builtin {path_or_name}>", yaml=True)
     try:
-        with open(path_or_name, encoding="utf-8") as f:
-            text = f.read()
+        text = fsio.read_bytes(path_or_name).decode("utf-8")  # a local path or a URL
     except OSError as exc:
         builtin = ", ".join(BUILTIN_MAPS)
         raise ClassMapError(
-            f"class map {path_or_name}: cannot read it ({exc.strerror}); shipped maps: {builtin}"
+            f"class map {path_or_name}: cannot read it ({exc.strerror or exc}); "
+            f"shipped maps: {builtin}"
         ) from None
     is_yaml = not path_or_name.lower().endswith(".json")
     return _parse(text, path_or_name, yaml=is_yaml)
