@@ -56,3 +56,41 @@ def test_serialization_is_deterministic_whatever_the_insertion_order():
     a = encode_example({"z": 1, "a": b"x", "m": [0.5]})
     b = encode_example({"m": [0.5], "a": b"x", "z": 1})
     assert a == b
+
+
+def test_fast_encoder_equals_protobuf_on_random_features():
+    import numpy as np
+
+    from panseg.records.example import encode_example_reference
+
+    rng = np.random.default_rng(0)
+    keys = ["", "a", "aa", "ab", "abc", "b", "e", "é", "image/encoded", "image/height", "z"]
+    for _ in range(500):
+        feats = {}
+        for _ in range(int(rng.integers(0, 7))):
+            key = str(rng.choice(keys))
+            kind, n = int(rng.integers(0, 5)), int(rng.integers(1, 4))
+            if kind == 0:
+                feats[key] = [rng.bytes(int(rng.integers(0, 300))) for _ in range(n)]
+            elif kind == 1:
+                feats[key] = [int(x) for x in rng.integers(-(2**63), 2**63 - 1, n)]
+            elif kind == 2:  # includes values a float32 rounds, flushes or overflows
+                feats[key] = [float(x) for x in rng.normal(size=n) * 10.0 ** rng.integers(-50, 50)]
+            elif kind == 3:
+                feats[key] = FeatureValues(["bytes", "int64", "float"][n % 3], [])
+            else:
+                feats[key] = "text"
+        assert encode_example(feats) == encode_example_reference(feats), feats
+
+
+def test_map_key_order_is_protobufs():
+    # upb's deterministic order: bytewise over the common length, then the longer key first.
+    data = encode_example({"": 1, "a": 1, "aa": 1, "b": 1})
+    keys = []
+    i = 2
+    while i < len(data):
+        size = data[i + 1]
+        entry = data[i + 2 : i + 2 + size]
+        keys.append(entry[2 : 2 + entry[1]].decode())
+        i += 2 + size
+    assert keys == ["aa", "a", "b", ""]
