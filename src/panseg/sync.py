@@ -31,6 +31,7 @@ bar in bytes (MB/s, ETA).
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import sys
 import threading
@@ -231,8 +232,6 @@ def sync(
         raise SyncError(f"{src_manifest}: no manifest; SRC must be a panseg record directory") \
             from None
     try:
-        import json
-
         manifest = Manifest.from_dict(json.loads(manifest_bytes), where=src_manifest)
     except (ValueError, KeyError, TypeError) as exc:
         raise SyncError(f"{src_manifest}: unreadable manifest ({exc})") from None
@@ -246,12 +245,26 @@ def sync(
         complete = False
     fsio.makedirs(dst)
 
-    # Which files are to copy: checked in parallel, since a check may read the file.
-    def check(entry: FileEntry) -> str:
-        return dst_state(fsio.join(dst, entry.name), entry, check_crc=verify or not complete)
+    if not fsio.is_url(dst):  # temporaries of an interrupted local sync
+        for entry in files:
+            stale = fsio.join(dst, f".{entry.name}.sync-tmp")
+            if fsio.exists(stale):
+                fsio.remove(stale)
 
-    with ThreadPoolExecutor(max(1, int(jobs))) as pool:
-        states = list(pool.map(check, files))
+    # Which files are to copy: checked in parallel, since a check may read the file.
+    check_crc = verify or not complete
+
+    def check(entry: FileEntry) -> str:
+        return dst_state(fsio.join(dst, entry.name), entry, check_crc=check_crc)
+
+    with ThreadPoolExecutor(max(1, int(jobs))) as pool, tqdm(
+        total=len(files), desc="check DST", unit="file",
+        disable=not (progress and check_crc and files),
+    ) as bar:
+        states = []
+        for state in pool.map(check, files):
+            states.append(state)
+            bar.update(1)
     todo = [e for e, s in zip(files, states, strict=True) if s != "ok"]
     report.skipped = [e.name for e, s in zip(files, states, strict=True) if s == "ok"]
     report.recopied = [e.name for e, s in zip(files, states, strict=True) if s == "bad"]
@@ -264,8 +277,8 @@ def sync(
     if fsio.exists(dst_manifest):  # DST is incomplete from now until the manifest is back
         fsio.remove(dst_manifest)
     total = sum(e.size for e in todo)
-    bar = tqdm(total=total, desc="sync", unit="B", unit_scale=True, unit_divisor=1024,
-               disable=not progress, smoothing=0.1)
+    bar = tqdm(total=total, desc="sync", unit="B", unit_scale=True, disable=not progress,
+               smoothing=0.1)
     lock = threading.Lock()
 
     def tick(n: int) -> None:
@@ -273,7 +286,13 @@ def sync(
             bar.update(n)
 
     def copy(entry: FileEntry) -> None:
-        copy_file(fsio.join(src, entry.name), fsio.join(dst, entry.name), entry, tick)
+        source = fsio.join(src, entry.name)
+        try:
+            copy_file(source, fsio.join(dst, entry.name), entry, tick)
+        except SyncError:
+            raise
+        except OSError as exc:  # a lost connection, a full disk, a missing SRC shard
+            raise SyncError(f"{source}: {type(exc).__name__}: {exc}") from exc
 
     errors: list[SyncError] = []
     try:
@@ -292,7 +311,10 @@ def sync(
         for exc in errors[1:]:
             log(f"error: {exc}")
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise SyncError(f"{errors[0]}{more}; DST has no manifest until a sync completes")
+        raise SyncError(
+            f"{errors[0]}{more}; the other shards were copied, DST has no manifest until a "
+            "sync completes (rerun to resume)"
+        )
     fsio.write_bytes_atomic(dst_manifest, manifest_bytes)
     report.seconds = time.monotonic() - start
     return report

@@ -134,3 +134,18 @@ def test_stored_checksum_of_gcs_objects(monkeypatch):
     assert dst_state("gs://b/x", FileEntry("x", 3, "364b3fb7"), check_crc=True) == "ok"
     assert dst_state("gs://b/x", FileEntry("x", 3, "00000000"), check_crc=True) == "bad"
     assert stored_crc32c("/local/file") is None
+
+
+def test_missing_source_shard_and_stale_temporaries(records, tmp_path):
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    sync(records, src, progress=False)
+    names = sorted(_shards(src))
+    os.remove(os.path.join(src, names[0]))
+    os.makedirs(dst)
+    stale = os.path.join(dst, f".{names[1]}.sync-tmp")
+    with open(stale, "wb") as f:
+        f.write(b"left by an interrupted run")
+    with pytest.raises(SyncError, match=f"{names[0]}: FileNotFoundError.*rerun to resume"):
+        sync(src, dst, progress=False)
+    assert not os.path.exists(stale)
+    assert sorted(os.listdir(dst)) == names[1:]  # the rest is there, no manifest
