@@ -133,3 +133,15 @@ def test_factory_and_protocol_errors():
         check_backbone(bad)
     with pytest.raises(ValueError, match="lacks features"):
         check_backbone(ResNet(18, width=8), ("res2", "p6"))
+
+
+def test_full_size_xception65_and_hrnet48_shapes_on_a_small_input():
+    x = torch.randn(1, 3, 64, 64)
+    for build in (Xception65, lambda: HRNet(48)):
+        net = on_meta(build).to_empty(device="cpu")  # skip the random init: shapes only
+        with torch.no_grad():
+            for t in net.state_dict().values():
+                t.fill_(1 if t.dtype == torch.long else 0.01)
+            out = net.eval()(x)
+        for name, (ch, stride) in net.out_features.items():
+            assert tuple(out[name].shape) == (1, ch, 64 // stride, 64 // stride), name
