@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
                       progress=not args.no_progress)
     except SyncError as exc:
         raise CommandError(str(exc)) from None
-    except (FileNotFoundError, PermissionError) as exc:
-        raise CommandError(f"{exc}") from None
+    except OSError as exc:  # e.g. DST cannot be created, the bucket refuses access
+        raise CommandError(f"{type(exc).__name__}: {exc}") from None
     rate = report.bytes_copied / max(report.seconds, 1e-9) / 1e6
     again = f" ({len(report.recopied)} copied again)" if report.recopied else ""
     print(
