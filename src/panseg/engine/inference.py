@@ -65,7 +65,7 @@ class Predictor:
                 if (nh, nw) != (h, w):
                     x = torch.stack([
                         torch.from_numpy(
-                            resize_image(img.permute(1, 2, 0).cpu().numpy(), nh, nw)
+                            np.array(resize_image(img.permute(1, 2, 0).cpu().numpy(), nh, nw))
                         ).permute(2, 0, 1)
                         for img in images
                     ])
