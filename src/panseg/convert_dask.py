@@ -142,8 +142,15 @@ class DaskEngine:
         if not items:
             return []
         chunks = [items[i : i + VALIDATE_CHUNK] for i in range(0, len(items), VALIDATE_CHUNK)]
-        calls = [(fn, (source, encoder, chunk), f"images {i * VALIDATE_CHUNK}+", len(chunk))
-                 for i, chunk in enumerate(chunks)]
+        calls = [
+            (
+                fn,
+                (source, encoder, chunk),
+                f"images {source.item_key(chunk[0])} to {source.item_key(chunk[-1])}",
+                len(chunk),
+            )
+            for chunk in chunks
+        ]
         out: list = []
         for result in self._run(calls, desc, progress):
             out.extend(result)
