@@ -58,7 +58,7 @@ def test_convert_s3_to_s3_then_read(tmp_path, bucket, s3_options, upload_tree, c
 
 
 def test_worker_processes_get_the_options():
-    from panseg.convert import _init_worker
+    from panseg.convert import LocalEngine, _init_worker
 
     options = {"s3": {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}, "*": {"a": 1}}
     try:
@@ -68,6 +68,10 @@ def test_worker_processes_get_the_options():
         assert fsio.storage_options() == options
         assert fsio.storage_options("s3") == {"a": 1, **options["s3"]}
         assert fsio.storage_options("gs") == {"a": 1}
+        with LocalEngine(2) as engine:  # the pool hands the parent's options to _init_worker
+            executor = engine._ensure()
+            assert executor._initializer is _init_worker
+            assert executor._initargs[1] == options
     finally:
         fsio.configure(None)
 
