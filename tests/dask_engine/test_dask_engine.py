@@ -318,3 +318,32 @@ def test_cli_merge_with_a_class_map_equals_local(client, coco_root, tmp_path):
     assert main([*args, "--out", str(tmp_path / "dask"), "--engine", "dask",
                  "--scheduler", client.scheduler.address]) == 0
     assert tree(tmp_path / "dask") == tree(tmp_path / "local")
+
+
+def test_cli_prints_a_failed_task_in_one_line(coco_root, tmp_path, capsys, monkeypatch):
+    # In-process local engine, so that the patched load is the one that runs.
+    def load(self, item):
+        raise MemoryError("out of memory while decoding")
+
+    monkeypatch.setattr(CocoPanopticSource, "load", load)
+    assert main(["convert", "coco", "--root", str(coco_root), "--out", str(tmp_path / "o"),
+                 "--splits", "val", "--num-shards", "3", "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["panseg: error: shard val-00000-of-00003.tfrecord, image 000000000013: "
+                   "MemoryError: out of memory while decoding; complete shards are kept, "
+                   "rerun to resume"]
+
+
+def test_progress_ticks_are_capped_per_task_and_ignored_once_it_is_done():
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    engine, bar = DaskEngine(), Bar()
+    sizes, ticked, done = [4, 3], [0, 0], [False, True]
+    for msg in ([0, 2], [0, 1], [1, 3], [0, 2]):  # task 0 retried; task 1 already topped up
+        engine._events.put(msg)
+    engine._drain(bar, ticked, sizes, done, timeout=0.01)
+    assert (bar.n, ticked) == (4, [4, 0])
