@@ -162,6 +162,11 @@ def train(
         else:
             state = load_checkpoint(path)
             log(f"resuming from {path} (step {int(state['step'])})")
+            saved_world = int(state.get("world_size", di.world_size))
+            if saved_world != di.world_size:
+                log(f"warning: the checkpoint was written by {saved_world} processes, this run "
+                    f"has {di.world_size}: training continues, but the data order is not the "
+                    "one an uninterrupted run would have seen")
     step = int(state["step"]) if state else 0
 
     loader, info = build_train_loader(
@@ -198,12 +203,11 @@ def train(
     metrics = MetricsLog(run_dir, di.is_main)
     metrics.truncate_after(step)
     eval_set = None
+    if ev.period >= 0:  # fail now, not after hours of training, if the val split is missing
+        eval_set = build_eval_dataset(cfg.data.root, cfg.data.val_split, rank=di.rank,
+                                      world_size=di.world_size)
 
     def run_eval() -> dict[str, Any]:
-        nonlocal eval_set
-        if eval_set is None:
-            eval_set = build_eval_dataset(cfg.data.root, cfg.data.val_split, rank=di.rank,
-                                          world_size=di.world_size)
         D.sync_buffers(core)
         predictor = Predictor(core, info, ev, di.device)
         summary = evaluate(predictor, eval_set, max_images=ev.max_images,
@@ -219,6 +223,7 @@ def train(
                 "model": core.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                 "step": step, "samples": step * local_batch, "rng": rngs,
+                "world_size": di.world_size,
                 "config": cfg.to_dict(), "dataset": info.to_dict(),
             })
         D.barrier()
