@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "  panseg convert coco --root /data/coco --out /data/records/coco\n"
             "  panseg convert coco --root /data/coco --out OUT --splits val --num-shards 10 "
             "--workers 8\n"
-            "  panseg convert cityscapes --root /data/cityscapes --out /data/records/cityscapes"
+            "  panseg convert cityscapes --root /data/cityscapes --out /data/records/cityscapes\n"
+            "  panseg convert coco --root /shared/coco --out s3://bucket/coco --engine dask "
+            "--scheduler tcp://host:8786   # docs/dask.md"
         ),
     )
     sub = group.add_subparsers(dest="dataset", metavar="DATASET")
