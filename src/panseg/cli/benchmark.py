@@ -171,12 +171,12 @@ def run(args: argparse.Namespace) -> int:
             (f"network {args.backbone} (forward only)", net_ms, ""),
             ("argmax of the logits", argmax_ms, ""),
             *rows,
-            ("end to end panseg", e2e_ms, f"post-processing {post.panseg_ms / e2e_ms:.0%}"),
+            ("end to end panseg", e2e_ms, f"post-processing {post.panseg_ms / e2e_ms:.1%}"),
             (
                 f"end to end with {post.other}",
                 other_e2e,
                 f"{other_e2e / e2e_ms:.1f}x panseg's time (sum of medians), "
-                f"post-processing {post.other_ms / other_e2e:.0%}",
+                f"post-processing {post.other_ms / other_e2e:.1%}",
             ),
         ]
     width = max(len(r[0]) for r in rows)
