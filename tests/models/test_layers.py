@@ -35,3 +35,17 @@ def test_conv_blocks_bias_padding_and_init():
     assert torch.all(p.bias == 0) and 0.0005 < p.weight.std().item() < 0.002
     with pytest.raises(ValueError, match="init"):
         ConvNormAct(3, 3, init="normal")
+
+
+def test_syncbn_model_trains_without_a_process_group():
+    from panseg.models import build_model
+
+    model = build_model(
+        backbone="resnet18", num_classes=3, use_dsconv=False, width_divisor=16, norm="SyncBN",
+        aspp_channels=8, sem_decoder_channels=8, sem_head_channels=8, ins_decoder_channels=8,
+        ins_head_channels=4, sem_project_channels=(4, 4), ins_project_channels=(4, 4),
+    )
+    assert isinstance(model.sem_head.tower[0].norm, nn.SyncBatchNorm)
+    out = model.train()(torch.randn(2, 3, 32, 32))
+    sum(v.sum() for v in out.values()).backward()
+    assert model.sem_head.tower[0].norm.num_batches_tracked.item() == 1

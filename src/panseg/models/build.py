@@ -3,8 +3,8 @@
 Defaults equal detectron2's published Panoptic-DeepLab configs
 (``projects/Panoptic-DeepLab/configs/Cityscapes-PanopticSegmentation/
 Base-PanopticDeepLab-OS16.yaml`` + ``panoptic_deeplab_R_52_os16_mg124_poly_90k_bs32_crop_512_1024
-.yaml``, ``panoptic_deeplab/config.py``), except ``norm``: "BN" rather than "SyncBN", which
-needs a process group (set ``norm="SyncBN"`` for multi-device training).
+.yaml``, ``panoptic_deeplab/config.py``), except ``norm``: "BN" rather than "SyncBN" (set
+``norm="SyncBN"`` for multi-device training).
 :meth:`ModelConfig.cityscapes` and :meth:`ModelConfig.coco` give the presets, including the
 seed's Xception-65 and HRNet-48 configs (bowenc0221/panoptic-deeplab ``tools_d2/configs``).
 """

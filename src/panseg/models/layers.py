@@ -24,9 +24,10 @@ NORM_CHOICES = ("BN", "SyncBN", "GN", "none")
 def get_norm(norm: str | NormFactory, eps: float = 1e-5, momentum: float = 0.1) -> NormFactory:
     """Return a factory ``channels -> nn.Module`` for a normalisation name.
 
-    ``"BN"``: ``nn.BatchNorm2d``; ``"SyncBN"``: ``nn.SyncBatchNorm`` (needs an initialised
-    process group at training time; on one device use ``"BN"`` -- the shipped detectron2 configs
-    crash single-GPU users for this reason); ``"GN"``: ``nn.GroupNorm(32, C)``;
+    ``"BN"``: ``nn.BatchNorm2d``; ``"SyncBN"``: ``nn.SyncBatchNorm`` (synchronises batch
+    statistics across the process group under DDP; without an initialised process group it
+    behaves as BN in torch 2.x, so a SyncBN config also runs on one device, where detectron2's
+    shipped configs crash single-GPU users); ``"GN"``: ``nn.GroupNorm(32, C)``;
     ``"none"``: identity (the conv then gets a bias). A callable is returned unchanged.
     """
     if callable(norm):
