@@ -108,9 +108,13 @@ def _window_max_dense(heat: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def _keep_top_k(scores: torch.Tensor, top_k: int | None) -> torch.Tensor:
-    """Mask of scores strictly above max(top_k-th largest score, 0); scores are all > 0."""
+    """Mask of scores strictly above max(top_k-th largest score, 0).
+
+    ``scores`` holds every positive peak of the map (and possibly non-peaks set to -1, like
+    the rest of the reference map), so when there are fewer than ``top_k`` entries the map's
+    top_k-th value is <= 0.
+    """
     if top_k is None or scores.numel() < top_k:
-        # Fewer than top_k positive peaks: the top_k-th value of the map is <= 0.
         return scores > 0
     kth = torch.topk(scores, top_k).values[-1]
     return scores > kth.clamp(min=0)
@@ -159,7 +163,7 @@ def find_instance_centers(
             window_max = _window_max_gather(heat, ys, xs, radius)
         else:
             window_max = _window_max_dense(heat, radius)[ys, xs]
-        peak = scores == window_max
-        positions, scores = positions[peak], scores[peak]
+        # Non-peaks get -1, as in the reference map; one selection at the end.
+        scores = torch.where(scores == window_max, scores, -1.0)
     keep = _keep_top_k(scores, top_k)
     return positions[keep]

@@ -33,6 +33,8 @@ __all__ = ["assign_to_centers", "predicted_locations"]
 
 # Bound on elements of any [pixels, centers] temporary.
 _CHUNK_ELEMENTS = 1 << 21
+# Below torch's intra-op parallel grain size.
+_SERIAL_ELEMENTS = 1 << 14
 
 
 def predicted_locations(yx: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
@@ -151,7 +153,15 @@ def assign_to_centers(
         local[cells] = torch.arange(cells.numel(), device=device)
         cell_id = local[cell_id]
     tol = 32.0 * torch.finfo(points.dtype).eps
-    cand = _candidates(centers_f, cells // grid_w, cells % grid_w, cell, tol)  # [G, K]
+    # Chunks below torch's parallel grain (32768 elements) run on one thread: a parallel region
+    # per small op costs more than it saves, badly so on a busy machine.
+    step = max(1, _SERIAL_ELEMENTS // num_centers)
+    cand = torch.cat(
+        [
+            _candidates(centers_f, part // grid_w, part % grid_w, cell, tol)
+            for part in cells.split(step)
+        ]
+    )  # [G, K]
     count = cand.sum(dim=1)
     # Candidate indices of each cell in increasing order (True first, stable).
     order = torch.argsort((~cand).to(torch.uint8), dim=1, stable=True)
