@@ -56,7 +56,7 @@ def test_resumed_run_ends_in_the_same_state(tiny_config, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_records, tmp_path_factory):
-    """A 2-step run with a checkpoint at each step, evaluated at the end."""
+    """A 3-step run with a checkpoint at each step (the newest 2 kept), evaluated at the end."""
     from panseg.engine.config import load_config
     from panseg.engine.demo import shipped_config
 
@@ -64,8 +64,8 @@ def tiny_run(tiny_records, tmp_path_factory):
 
     run = str(tmp_path_factory.mktemp("run") / "run")
     cfg = load_config(shipped_config("demo_synthetic"),
-                      [f"data.root={tiny_records}", *TINY, "solver.max_iter=2",
-                       "solver.checkpoint_period=1"])
+                      [f"data.root={tiny_records}", *TINY, "solver.max_iter=3",
+                       "solver.checkpoint_period=1", "solver.keep_checkpoints=2"])
     return run, cfg, train(cfg, run, progress=False, log=lambda m: None)
 
 
@@ -76,9 +76,9 @@ def test_run_directory(tiny_run):
     names = set(os.listdir(run))
     assert {"config.yaml", "dataset.json", "metrics.jsonl", "checkpoints"} <= names
     assert load_config(os.path.join(run, "config.yaml")) == cfg
-    assert last_checkpoint(run).endswith("model_0000002.pt")
-    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
-        "last_checkpoint", "model_0000001.pt", "model_0000002.pt"]
+    assert last_checkpoint(run).endswith("model_0000003.pt")
+    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [  # keep_checkpoints=2
+        "last_checkpoint", "model_0000002.pt", "model_0000003.pt"]
     ev = result["eval"]
     assert set(ev) == {"pq", "sq", "rq", "pq_th", "pq_st", "miou"}
     assert 0 <= ev["miou"] <= 100
@@ -93,7 +93,7 @@ def test_evaluate_run_gives_the_trainers_figures(tiny_run, tmp_path):
     data = json.loads(out.read_text())
     assert round(100 * data["All"]["pq"], 3) == result["eval"]["pq"]
     assert round(100 * data["semantic"]["miou"], 3) == result["eval"]["miou"]
-    assert data["inputs"]["step"] == 2
+    assert data["inputs"]["step"] == 3
 
 
 def test_unknown_key_on_the_command_line_is_one_clear_error(tiny_records, tmp_path, capsys):

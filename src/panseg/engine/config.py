@@ -92,6 +92,7 @@ class SolverConfig:
     sync_bn: bool = True
     seed: int = 0
     checkpoint_period: int = 5000
+    keep_checkpoints: int = 0
     log_period: int = 20
 
 
@@ -277,6 +278,7 @@ def validate(cfg: TrainConfig, where: str = "config") -> None:
         (s.clip_grad_norm >= 0, "solver.clip_grad_norm must be >= 0 (0 disables)"),
         (s.checkpoint_period >= 0, "solver.checkpoint_period must be >= 0 (0: only at the end)"),
         (s.log_period >= 1, "solver.log_period must be >= 1"),
+        (s.keep_checkpoints >= 0, "solver.keep_checkpoints must be >= 0 (0 keeps all)"),
         (min(d.crop_size) >= 1, "data.crop_size must be positive"),
         (d.sigma >= 1, "data.sigma must be >= 1"),
         (d.num_workers >= 0, "data.num_workers must be >= 0"),

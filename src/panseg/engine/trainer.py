@@ -225,7 +225,7 @@ def train(
                 "step": step, "samples": step * local_batch, "rng": rngs,
                 "world_size": di.world_size,
                 "config": cfg.to_dict(), "dataset": info.to_dict(),
-            })
+            }, keep=s.keep_checkpoints)
         D.barrier()
         return path
 
