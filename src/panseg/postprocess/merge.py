@@ -12,8 +12,8 @@ Reference behaviour (detectron2 ``merge_semantic_and_instance``; see ``docs/post
   at least ``stuff_area`` paints those pixels ``class * label_divisor``; everything else stays void.
 
 The fast path works on the foreground pixels only (``instance != 0`` implies ``thing_seg != 0``)
-and replaces the per-instance and per-class full-image passes with one bincount over
-(instance, class) pairs, one bincount of the semantic map and one lookup table.
+and replaces the per-instance and per-class full-image passes with one count over
+(instance, class) pairs, one count of the semantic map and one lookup table.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = [
     "thing_lookup",
 ]
 
-# Above this many bins a sort-based count is used instead of bincount.
+# Above this many bins a sort-based count is used instead of a dense count.
 _MAX_BINS = 1 << 24
 
 
@@ -47,6 +47,15 @@ def _codes(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return table, values - lo
     table, code = torch.unique(values, sorted=True, return_inverse=True)
     return table, code
+
+
+def _count(codes: torch.Tensor, size: int) -> torch.Tensor:
+    """int64 [size] occurrences of each value of ``codes`` (int64 in [0, size)).
+
+    ``index_add_`` of ones: ``bincount`` would first scan the codes for their min and max.
+    """
+    ones = torch.ones(1, dtype=torch.long, device=codes.device).expand(codes.numel())
+    return torch.zeros(size, dtype=torch.long, device=codes.device).index_add_(0, codes, ones)
 
 
 def number_instances(classes: torch.Tensor) -> torch.Tensor:
@@ -80,7 +89,7 @@ def _majority(codes: torch.Tensor, labels: torch.Tensor, num_codes: int) -> torc
     label_values, label_code = _codes(labels)
     num_labels = label_values.numel()
     if num_codes * num_labels <= _MAX_BINS:
-        counts = torch.bincount(codes * num_labels + label_code, minlength=num_codes * num_labels)
+        counts = _count(codes * num_labels + label_code, num_codes * num_labels)
         winner = torch.argmax(counts.view(num_codes, num_labels), dim=1)  # first max
         return label_values[winner]
     # Many (code, label) pairs: count distinct pairs by sorting.
@@ -127,14 +136,10 @@ def merge_codes(
     ``thing_table`` is bool [U]: whether ``table[u]`` is a thing. Returns int64 [H*W].
     """
     # Stuff: area of each label over pixels with instance == 0.
-    # index_add_ of ones: bincount would first scan the codes for their min and max.
-    ones = torch.ones(1, dtype=torch.long, device=code.device).expand(code.numel())
-    area = torch.zeros(table.numel(), dtype=torch.long, device=code.device).index_add_(
-        0, code, ones
-    )
+    area = _count(code, table.numel())
     fg_code = code[fg_index]
     if fg_index.numel():
-        area -= torch.bincount(fg_code, minlength=table.numel())
+        area -= _count(fg_code, table.numel())
     keep_stuff = (~thing_table) & (area >= stuff_area)
     lut = torch.where(keep_stuff, table * label_divisor, torch.full_like(table, void_label))
     panoptic = lut.index_select(0, code)
@@ -151,7 +156,7 @@ def merge_codes(
         thing_code = fg_code[fg_thing]
     if thing_index.numel():
         ids, id_code = _codes(thing_instance)
-        present = torch.nonzero(torch.bincount(id_code, minlength=ids.numel())).squeeze(1)
+        present = torch.nonzero(_count(id_code, ids.numel())).squeeze(1)
         classes = _majority(id_code, table[thing_code], ids.numel())[present]
         values = torch.zeros_like(ids, dtype=torch.long)
         values[present] = classes * label_divisor + number_instances(classes)
