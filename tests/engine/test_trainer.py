@@ -137,6 +137,17 @@ def test_predict_writes_coco_panoptic_and_overlays(tiny_run, tiny_records, tmp_p
                 assert listed[sid]["area"] == n and listed[sid]["category_id"] in cats
         overlay = Image.open(out / "overlays" / ann["file_name"])
         assert overlay.size[1] == ids.shape[0] and overlay.size[0] > ids.shape[1]
+        assert ann["image_id"] == int(ann["file_name"][:-4])  # COCO's 000000000139 -> 139
+
+    # the files are COCO panoptic: panopticapi's rules evaluate them against the GT JSON
+    gt = os.path.join(os.path.dirname(tiny_records), "coco", "annotations",
+                      "panoptic_val2017.json")
+    assert main(["predict", "--run", run, *images, "--out", str(out / "b"), "--no-progress",
+                 "--device", "cpu", "--coco-json", gt, "--no-overlays"]) == 0
+    assert main(["evaluate", "--gt-json", gt, "--pred-json", str(out / "b" / "panoptic.json"),
+                 "--pred-dir", str(out / "b" / "panoptic"), "--quiet",
+                 "--json", str(out / "pq.json")]) == 0
+    assert 0 <= json.loads((out / "pq.json").read_text())["All"]["pq"] <= 1
 
 
 def test_to_coco_panoptic_by_hand():

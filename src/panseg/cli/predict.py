@@ -34,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override eval.* keys, e.g. eval.stuff_area=512")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument(
+        "--coco-json", metavar="FILE",
+        help="take each image's image_id from this COCO JSON's 'images' (by file name), so that "
+        "panseg evaluate --gt-json can match the predictions; default: the file name's digits "
+        "as an integer (COCO's 000000000139.jpg -> 139), else the file name stem",
+    )
     parser.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_storage_arguments(parser)
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     import torch
 
+    image_ids = _image_ids(args.coco_json) if args.coco_json else None
     predictor = Predictor(model, info, cfg.eval, device)
     writer = CocoPanopticWriter(args.out, info)
     names: set[str] = set()
@@ -68,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(f"two images are named {name!r}; outputs would collide")
             names.add(name)
             pred = predictor(torch.from_numpy(image).permute(2, 0, 1)[None])[0]
-            writer.add(name, pred)
+            if image_ids is not None:
+                if name not in image_ids:
+                    raise CommandError(f"{path}: not among the images of {args.coco_json}")
+                image_id = image_ids[name]
+            else:
+                image_id = int(name) if name.isdigit() else name
+            writer.add(name, pred, image_id=image_id)
             if not args.no_overlays:
                 fsio.makedirs(fsio.join(args.out, "overlays"))
                 fsio.write_bytes_atomic(fsio.join(args.out, "overlays", f"{name}.png"),
@@ -78,3 +91,18 @@ def run(args: argparse.Namespace) -> int:
     json_path = writer.close()
     print(f"{len(names)} images, checkpoint step {ckpt['step']}: {json_path}")
     return 0
+
+
+def _image_ids(path: str) -> dict[str, int | str]:
+    """File name stem -> image id, from a COCO JSON's ``images`` list."""
+    import json
+
+    from panseg import fsio
+
+    try:
+        data = json.loads(fsio.read_bytes(path))
+        return {os.path.splitext(im["file_name"])[0]: im["id"] for im in data["images"]}
+    except FileNotFoundError:
+        raise CommandError(f"--coco-json {path} does not exist") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"--coco-json {path}: no 'images' list with file_name/id ({exc})") from None
