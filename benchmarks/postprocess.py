@@ -3,6 +3,7 @@
     python benchmarks/postprocess.py --detectron2 /tmp/detectron2      # Cityscapes size
     python benchmarks/postprocess.py --coco --detectron2 /tmp/detectron2
     python benchmarks/postprocess.py --quick                            # smoke run, vs oracle
+    python benchmarks/postprocess.py --quick --check 600 --detectron2 /tmp/detectron2
 
 ``--detectron2`` takes a detectron2 checkout (or its post_processing.py); the file is loaded with
 importlib, so detectron2 itself need not be installed. Without it, panseg is compared with its
@@ -41,6 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectron2", metavar="PATH", help="detectron2 checkout")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also compare outputs on N small random cases (ties, masks, float64)",
+    )
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="256x512, few runs")
     args = parser.parse_args(argv)
@@ -91,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'speed-up':16s} {timing.speedup:13.1f}x {timing.cpu_speedup:13.1f}x")
     print(f"identical output {timing.equal}  (compared with {timing.other})")
-    return 0 if timing.equal else 1
+    ok = timing.equal
+    if args.check:
+        from panseg.postprocess.bench import check_equality
+
+        mismatches = check_equality(args.detectron2, args.check, seed=args.seed)
+        print(f"random small cases: {args.check}, mismatches with {timing.other}: {mismatches}")
+        ok = ok and mismatches == 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -54,3 +54,9 @@ def test_loader_accepts_a_checkout_layout(tmp_path: Path) -> None:
         detectron2=tmp_path,
     )
     assert timing.other == "detectron2" and timing.equal
+
+
+def test_random_equality_check_against_the_oracle() -> None:
+    from panseg.postprocess.bench import check_equality
+
+    assert check_equality(None, cases=12) == 0

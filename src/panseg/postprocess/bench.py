@@ -24,6 +24,7 @@ from panseg.postprocess.synthetic import SyntheticOutputs, synthetic_outputs
 
 __all__ = [
     "DETECTRON2_FILE",
+    "check_equality",
     "PostprocessTiming",
     "load_detectron2_postprocessing",
     "median_ms",
@@ -228,3 +229,51 @@ def time_postprocessing(
         panseg_cpu_ms=panseg_cpu,
         other_cpu_ms=other_cpu,
     )
+
+
+def check_equality(detectron2: str | Path | None = None, cases: int = 100, seed: int = 0) -> int:
+    """Number of mismatches between panseg and detectron2's file (or the oracle).
+
+    Runs small seeded cases: synthetic outputs, quantised heatmaps (plateaus, k-th score ties),
+    integer offsets (exact distance ties), float64 offsets, random thing sets and foreground
+    masks, NMS 1/3/7/41 and top-k 1/5/200.
+    """
+    if detectron2 is not None:
+        reference = load_detectron2_postprocessing(detectron2).get_panoptic_segmentation
+    else:
+        reference = reference_panoptic
+    mismatches = 0
+    for case in range(cases):
+        gen = torch.Generator().manual_seed(seed * 100003 + case)
+
+        def draw(low: int, high: int, gen: torch.Generator = gen) -> int:
+            return int(torch.randint(low, high, (1,), generator=gen))
+
+        height, width = draw(20, 90), draw(20, 120)
+        mask = None
+        if case % 3 == 0:
+            out = synthetic_outputs(height, width, num_instances=draw(1, 25), seed=case)
+            sem, heat, off, things = out.semantic, out.center, out.offsets, out.thing_ids
+        else:
+            num_classes = draw(2, 8)
+            sem = torch.randint(-1, num_classes, (1, height, width), generator=gen)
+            heat = torch.rand(1, height, width, generator=gen) ** 3
+            if case % 3 == 1:
+                heat = torch.round(heat * 7) / 7
+            off = torch.randn(2, height, width, generator=gen) * draw(1, 40)
+            if case % 5 == 0:
+                off = torch.round(off)
+            if case % 7 == 0:
+                off = off.double()
+            things = [c for c in range(num_classes) if draw(0, 2)]
+            if case % 4 == 0:
+                mask = torch.randint(0, 3, (1, height, width), generator=gen)
+        args = (sem, heat, off, things, 1000, draw(0, 60), -1)
+        kwargs = {"nms_kernel": (1, 3, 7, 41)[case % 4], "top_k": (1, 5, 200)[case % 3]}
+        if kwargs["top_k"] > height * width:
+            continue
+        ours = get_panoptic_segmentation(*args, foreground_mask=mask, **kwargs)
+        theirs = reference(*args, foreground_mask=mask, **kwargs)
+        if not (torch.equal(ours[0], theirs[0].long()) and torch.equal(ours[1], theirs[1])):
+            mismatches += 1
+    return mismatches
