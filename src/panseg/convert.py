@@ -44,6 +44,7 @@ from panseg.records import writer as shard_io
 from panseg.records.manifest import Manifest, SplitEntry, load_manifest, save_manifest
 
 VALIDATE_CHUNK = 32
+SHARD_GROUP_ITEMS = 64  # a worker call writes shards of about this many images in all
 
 
 class Encoder(Protocol):
@@ -221,7 +222,7 @@ def convert(
                 for k in todo[split]
             ]
             for problems, warnings in pool.write_shards(
-                source, encoder, out_dir, tasks, fingerprint, fingerprint_options,
+                source, encoder, out_dir, tasks, fingerprint, {"schema": schema, **options},
                 f"write {split}", progress,
             ):
                 fatal.extend(problems)
@@ -399,6 +400,16 @@ def _write_one_shard(
     return problems, warnings
 
 
+def _write_shard_group(
+    source: Source, encoder: Encoder, out_dir: str, group: list, fingerprint: str, options: dict
+) -> list[tuple[list[Problem], list[str]]]:
+    """:func:`_write_one_shard` for several small shards in one worker call."""
+    return [
+        _write_one_shard(source, encoder, out_dir, file, items, digest, fingerprint, options)
+        for file, items, digest in group
+    ]
+
+
 class _ShardRejected(Exception):
     """Aborts the atomic write of a shard in which an item had a problem."""
 
@@ -441,15 +452,19 @@ class LocalEngine:
     def write_shards(
         self, source, encoder, out_dir, tasks, fingerprint, options, desc, progress
     ) -> list[tuple[list[Problem], list[str]]]:
-        calls = [
-            (
-                _write_one_shard,
-                (source, encoder, out_dir, file, items, digest, fingerprint, options),
-            )
-            for file, items, digest in tasks
-        ]
+        # Many small shards (DeepLab2's 1000 for a few thousand images) go to the workers in
+        # groups of consecutive shards: one call, one pickled source and encoder per group.
         total = sum(len(items) for _, items, _ in tasks)
-        return list(self._run(calls, total, desc, progress))
+        size = 1
+        if self.workers > 1 and tasks:
+            per_shard = max(1, total // len(tasks))
+            size = max(1, min(len(tasks) // (4 * self.workers), SHARD_GROUP_ITEMS // per_shard))
+        groups = [tasks[i : i + size] for i in range(0, len(tasks), size)]
+        calls = [
+            (_write_shard_group, (source, encoder, out_dir, group, fingerprint, options))
+            for group in groups
+        ]
+        return [result for group in self._run(calls, total, desc, progress) for result in group]
 
     def _run(self, calls, total: int, desc: str, progress: bool):
         from tqdm import tqdm
