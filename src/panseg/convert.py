@@ -27,6 +27,7 @@ phases above, and so the output bytes, do not depend on it: an engine only runs
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import queue as queue_module
 import sys
@@ -306,7 +307,36 @@ def _existing_manifest(
 _progress = threading.local()  # .sink: where this thread's ticks go (``put(n)``), or None
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse in this process (no-op elsewhere).
+
+    A converter allocates and frees several buffers of one to eight megabytes per image (id
+    map, label, record). With glibc's defaults each is handed back to the kernel when freed
+    and faulted in again, zeroed, for the next image: 250 000 page faults and a quarter of
+    the CPU time for 500 COCO-size images. Raising the mmap and trim thresholds keeps them in
+    the heap. Called in worker processes and by the CLI, never behind a library caller's back.
+    Returns whether the setting took.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    _allocator_tuned = bool(mallopt(m_mmap_threshold, 64 << 20)) and bool(
+        mallopt(m_trim_threshold, 256 << 20)
+    )
+    return _allocator_tuned
+
+
+_allocator_tuned = False
+
+
 def _init_worker(progress_queue: Any, storage_options: dict | None = None) -> None:
+    keep_freed_memory()
     _progress.sink = progress_queue
     if storage_options:
         fsio.configure(storage_options)  # the parent's object-store options

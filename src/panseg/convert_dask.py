@@ -38,6 +38,7 @@ from panseg.convert import (
     VALIDATE_CHUNK,
     TaskFailed,
     _write_one_shard,
+    keep_freed_memory,
     progress_sink,
 )
 
@@ -292,6 +293,7 @@ def _run_task(
     client's object-store options ``storage`` (see :func:`panseg.fsio.configure`)."""
     if storage is not None and storage != fsio.storage_options():
         fsio.configure(storage)
+    keep_freed_memory()  # also where the worker was started with a low trim threshold
     ticker = _EventTicker(topic, index)
     with progress_sink(ticker):
         try:

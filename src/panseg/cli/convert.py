@@ -176,11 +176,12 @@ def parse_splits(text: str, allowed: tuple[str, ...]) -> list[str]:
 
 def run_conversion(args: argparse.Namespace, **kwargs) -> int:
     """Call :func:`panseg.convert.convert` and print its report or its problems."""
-    from panseg.convert import ConversionFailed, TaskFailed, convert
+    from panseg.convert import ConversionFailed, TaskFailed, convert, keep_freed_memory
     from panseg.records.writer import ShardConflict
 
     if args.num_shards < 1:
         raise CommandError("--num-shards must be >= 1")
+    keep_freed_memory()  # this process encodes too when --workers is 1
     engine = build_engine(args)
     try:
         report = convert(
