@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from panseg.convert import convert
+from panseg.convert import convert, keep_freed_memory
 from panseg.datasets.coco import CocoPanopticSource, coco_panoptic_info, read_rgb_segment_ids
 from panseg.datasets.synthetic import synth_coco
 from panseg.records.deeplab2 import (
@@ -47,6 +47,7 @@ print(time.perf_counter() - start)
 
 
 def panseg_run(root: str, out: str, workers: int, shards: int) -> float:
+    keep_freed_memory()  # as `panseg convert` does for its own process
     info = coco_panoptic_info()
     start = time.perf_counter()
     convert(
@@ -79,7 +80,7 @@ def painting_ratio(root: str, limit: int = 40) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=300, help="train images")
+    parser.add_argument("--images", type=int, default=1000, help="train images")
     parser.add_argument("--shards", type=int, default=1000)
     parser.add_argument("--deeplab2", help="directory holding a 'deeplab2' checkout")
     parser.add_argument("--tf-python", help="python of an environment with TensorFlow")
