@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from panseg.convert import convert
+from panseg.convert import convert, keep_freed_memory
 from panseg.datasets.cityscapes import (
     CityscapesSource,
     instance_values,
@@ -65,6 +65,7 @@ print(time.perf_counter() - start)
 
 
 def panseg_run(root: str, out: str, task: str, source: str, workers: int) -> float:
+    keep_freed_memory()  # as `panseg convert` does for its own process
     info = cityscapes_panoptic_info()
     if task == "panoptic":
         encoder = SmallIdPanopticEncoder(info)
