@@ -266,9 +266,8 @@ class PanopticDeepLab2Encoder:
                     )
                 ]
             )
-        segment_ids = np.array([s.id for s in raw.segments], dtype=np.uint32)
-        label, areas = paint_segments(ids, segment_ids, values, self.info.void_label)
-        for seg, area in zip(raw.segments, areas.tolist(), strict=True):
+        label, areas = self.paint(ids, raw.segments, values)
+        for seg, area in zip(raw.segments, [] if areas is None else areas.tolist(), strict=False):
             if seg.area is not None and seg.area != area:
                 problems.append(
                     Problem(
@@ -281,6 +280,14 @@ class PanopticDeepLab2Encoder:
         if problems:
             raise ItemProblems(problems)
         return label
+
+    def paint(
+        self, ids: np.ndarray, segments: Sequence[Segment], values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(label, areas)`` of :func:`paint_segments` for this label space's void; a
+        subclass may paint faster, and may return ``areas=None`` when no segment states one."""
+        segment_ids = np.array([s.id for s in segments], dtype=np.uint32)
+        return paint_segments(ids, segment_ids, values, self.info.void_label)
 
     def check_listing(self, key: str, segments: Sequence[Segment], file: str) -> list[Problem]:
         """Problems visible in the segment list alone (no pixels)."""

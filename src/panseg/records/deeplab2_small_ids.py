@@ -10,24 +10,23 @@
   ``np.repeat``, or one lookup per pixel when runs are short, instead of the hash lookup of
   ``paint_segments``;
 * when no segment states an area (segments derived from the same pixels, as the raw
-  Cityscapes reader does) the areas are not counted;
-* PNG images that can pass through are recognized from their chunk headers
-  (:func:`panseg.records.images.prepare_image`) instead of being decoded.
+  Cityscapes reader does) the areas are not counted.
 
-Larger ids fall back to the parent encoder. The reference painting is
+It overrides only the painting step (:meth:`PanopticDeepLab2Encoder.paint`); larger ids fall
+back to the parent's. The reference painting is
 ``panseg.records.deeplab2.paint_segments_reference``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from panseg.datasets.base import ItemProblems, Problem, RawExample
+from panseg.datasets.base import Segment
 from panseg.datasets.runs import runs
-from panseg.records.deeplab2 import PanopticDeepLab2Encoder, deeplab2_example
-from panseg.records.images import prepare_image
+from panseg.records.deeplab2 import PanopticDeepLab2Encoder
 
 SMALL_ID_LIMIT = 1 << 16
 
@@ -81,69 +80,13 @@ def paint_small_ids(
 class SmallIdPanopticEncoder(PanopticDeepLab2Encoder):
     """:class:`PanopticDeepLab2Encoder` with the fast paths of the module docstring."""
 
-    def label(self, raw: RawExample, height: int, width: int) -> np.ndarray:
-        """The ``int32 (H, W)`` panoptic label of ``raw``; raises :class:`ItemProblems`."""
-        assert raw.segments is not None and raw.read_ids is not None
-        segment_ids = np.array([s.id for s in raw.segments], dtype=np.int64)
+    def paint(
+        self, ids: np.ndarray, segments: Sequence[Segment], values: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One table lookup when every segment id is below 2**16; areas only when some
+        segment states one. Larger ids go to the parent's hash lookup."""
+        segment_ids = np.array([s.id for s in segments], dtype=np.int64)
         if len(segment_ids) and (segment_ids.min() < 0 or segment_ids.max() >= SMALL_ID_LIMIT):
-            return super().label(raw, height, width)
-        values, problems = self.segment_values(raw.segments, file=raw.label_path, key=raw.key)
-        if problems:
-            raise ItemProblems(problems)
-        try:
-            ids = raw.read_ids()
-        except (OSError, ValueError) as exc:
-            raise ItemProblems([Problem(raw.label_path, str(exc), item=raw.key)]) from None
-        if ids.shape != (height, width):
-            raise ItemProblems(
-                [
-                    Problem(
-                        raw.label_path,
-                        f"label size {ids.shape[0]}x{ids.shape[1]} differs from image size "
-                        f"{height}x{width} ({raw.image_path})",
-                        item=raw.key,
-                    )
-                ]
-            )
-        count = any(s.area is not None for s in raw.segments)
-        label, areas = paint_small_ids(
-            ids, segment_ids, values, self.info.void_label, count_areas=count
-        )
-        if areas is not None:
-            for seg, area in zip(raw.segments, areas.tolist(), strict=True):
-                if seg.area is not None and seg.area != area:
-                    problems.append(
-                        Problem(
-                            raw.label_path,
-                            f"area {seg.area} in the JSON but {area} pixels in the PNG",
-                            f"segment {seg.id}",
-                            raw.key,
-                        )
-                    )
-        if problems:
-            raise ItemProblems(problems)
-        return label
-
-    def encode(self, raw: RawExample) -> tuple[bytes, str]:
-        """The serialized Example and a warning (``""`` when none).
-
-        Raises:
-            ItemProblems: every problem found in this item's image or label.
-        """
-        try:
-            image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
-        except ValueError as exc:
-            raise ItemProblems([Problem(raw.image_path, str(exc), item=raw.key)]) from None
-        label = None
-        if raw.has_label:
-            label = self.label(raw, image.height, image.width).astype("<i4", copy=False).tobytes()
-        example = deeplab2_example(
-            image=image.data,
-            image_format=raw.image_format,
-            filename=raw.key,
-            height=image.height,
-            width=image.width,
-            label=label,
-            label_format="raw" if label is not None else None,
-        )
-        return example, image.warning
+            return super().paint(ids, segments, values)
+        count = any(s.area is not None for s in segments)
+        return paint_small_ids(ids, segment_ids, values, self.info.void_label, count_areas=count)
