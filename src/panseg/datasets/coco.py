@@ -18,6 +18,7 @@ every problem it can see in the JSON, naming the file and the segment.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -145,11 +146,7 @@ class CocoPanopticSource:
         image_bytes = fsio.read_bytes(item.image_path)
         read_ids = None
         if item.label_path is not None:
-            label_path = item.label_path
-
-            def read_ids() -> np.ndarray:
-                return read_rgb_segment_ids(label_path)
-
+            read_ids = functools.partial(read_rgb_segment_ids, item.label_path)
         return RawExample(
             key=item.key,
             image_path=item.image_path,

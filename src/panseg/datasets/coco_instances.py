@@ -24,13 +24,12 @@ and the panoptic JSON's ``isthing`` must agree with the label space.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
-
-import numpy as np
 
 from panseg import fsio
 from panseg.datasets.base import Problem, RawExample, Segment
@@ -195,11 +194,7 @@ class CocoInstancesSource:
         image_bytes = fsio.read_bytes(item.image_path)
         read_ids = None
         if item.label_path is not None:
-            label_path = item.label_path
-
-            def read_ids() -> np.ndarray:
-                return read_rgb_segment_ids(label_path)
-
+            read_ids = functools.partial(read_rgb_segment_ids, item.label_path)
         return CocoInstancesExample(
             key=item.key,
             image_path=item.image_path,
