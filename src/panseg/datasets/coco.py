@@ -221,27 +221,35 @@ def _read_annotations(json_path: str, problems: list[Problem]) -> dict[str, dict
             problems.append(
                 Problem(json_path, "duplicate image_id", f"image_id {ann.get('image_id')}", stem)
             )
-        segments = []
-        seen_ids: set[int] = set()
-        for seg in ann["segments_info"]:
-            where = f"{file_name} segment {seg.get('id')}"
-            try:
-                segment = Segment(
-                    id=int(seg["id"]),
-                    category_id=int(seg["category_id"]),
-                    iscrowd=bool(seg.get("iscrowd", 0)),
-                    area=int(seg["area"]) if "area" in seg else None,
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                problems.append(Problem(json_path, f"malformed segment ({exc!r})", where, stem))
-                continue
-            if segment.id in seen_ids:
-                problems.append(Problem(json_path, "duplicate segment id", where, stem))
-            seen_ids.add(segment.id)
-            if not 0 < segment.id < 1 << 24:
-                problems.append(
-                    Problem(json_path, "segment id outside 1..2**24-1", where, stem)
-                )
-            segments.append(segment)
-        out[stem] = {"file_name": file_name, "segments": tuple(segments)}
+        segments = parse_segments(ann, json_path, stem, problems)
+        out[stem] = {"file_name": file_name, "segments": segments}
     return out
+
+
+def parse_segments(ann: dict, path: str, key: str, problems: list[Problem]) -> tuple[Segment, ...]:
+    """The ``segments_info`` of one COCO panoptic annotation, in JSON order.
+
+    Malformed entries are left out; they, duplicate segment ids and ids outside
+    ``1..2**24-1`` are appended to ``problems``, naming ``path``, the PNG and the segment.
+    """
+    segments: list[Segment] = []
+    seen: set[int] = set()
+    for seg in ann["segments_info"]:
+        where = f"{ann['file_name']} segment {seg.get('id')}"
+        try:
+            segment = Segment(
+                id=int(seg["id"]),
+                category_id=int(seg["category_id"]),
+                iscrowd=bool(seg.get("iscrowd", 0)),
+                area=int(seg["area"]) if "area" in seg else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(Problem(path, f"malformed segment ({exc!r})", where, key))
+            continue
+        if segment.id in seen:
+            problems.append(Problem(path, "duplicate segment id", where, key))
+        seen.add(segment.id)
+        if not 0 < segment.id < 1 << 24:
+            problems.append(Problem(path, "segment id outside 1..2**24-1", where, key))
+        segments.append(segment)
+    return tuple(segments)

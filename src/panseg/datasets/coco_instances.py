@@ -34,7 +34,7 @@ from typing import Any
 from panseg import fsio
 from panseg.datasets.base import Problem, RawExample, Segment
 from panseg.datasets.classmap import SourceCategory, dataset_categories
-from panseg.datasets.coco import coco_categories, read_rgb_segment_ids
+from panseg.datasets.coco import coco_categories, parse_segments, read_rgb_segment_ids
 from panseg.datasets.info import ClassInfo, DatasetInfo
 
 SPLITS = ("train", "val", "test")
@@ -311,32 +311,8 @@ def _panoptic(
         if image_id in out:
             problems.append(Problem(path, "duplicate image_id", f"image_id {image_id}", key))
             continue
-        out[image_id] = {"file_name": file_name, "segments": _segments(ann, path, key, problems)}
+        out[image_id] = {"file_name": file_name, "segments": parse_segments(ann, path, key, problems)}
     return out
-
-
-def _segments(ann: dict, path: str, key: str, problems: list[Problem]) -> tuple[Segment, ...]:
-    segments: list[Segment] = []
-    seen: set[int] = set()
-    for seg in ann["segments_info"]:
-        where = f"{ann['file_name']} segment {seg.get('id')}"
-        try:
-            segment = Segment(
-                id=int(seg["id"]),
-                category_id=int(seg["category_id"]),
-                iscrowd=bool(seg.get("iscrowd", 0)),
-                area=int(seg["area"]) if "area" in seg else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            problems.append(Problem(path, f"malformed segment ({exc!r})", where, key))
-            continue
-        if segment.id in seen:
-            problems.append(Problem(path, "duplicate segment id", where, key))
-        seen.add(segment.id)
-        if not 0 < segment.id < 1 << 24:
-            problems.append(Problem(path, "segment id outside 1..2**24-1", where, key))
-        segments.append(segment)
-    return tuple(segments)
 
 
 def source_categories_of(categories: Sequence[dict]) -> tuple[SourceCategory, ...]:
