@@ -28,7 +28,7 @@ annotated area.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -295,15 +295,7 @@ class PanopticDeepLab2Encoder:
 
     def check(self, raw: RawExample) -> list[Problem]:
         """Every problem of one item, without encoding it (the validation pass)."""
-        try:
-            height, width = image_size(raw.image_bytes, raw.image_path)
-            if raw.has_label:
-                self.label(raw, height, width)
-        except ValueError as exc:
-            return [Problem(raw.image_path, str(exc), item=raw.key)]
-        except ItemProblems as exc:
-            return exc.problems
-        return []
+        return check_item(raw, lambda height, width: self.label(raw, height, width))
 
     def encode(self, raw: RawExample) -> tuple[bytes, str]:
         """The serialized Example and a warning (``""`` when none).
@@ -311,23 +303,46 @@ class PanopticDeepLab2Encoder:
         Raises:
             ItemProblems: every problem found in this item's image or label.
         """
-        try:
-            image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
-        except ValueError as exc:
-            raise ItemProblems([Problem(raw.image_path, str(exc), item=raw.key)]) from None
-        label = None
+
+        def label(height: int, width: int) -> bytes:
+            return self.label(raw, height, width).astype("<i4", copy=False).tobytes()
+
+        return encode_item(raw, label, "raw")
+
+
+def check_item(raw, label: Callable[[int, int], object]) -> list[Problem]:
+    """The validation pass of any DeepLab2 encoder: the image header, then
+    ``label(height, width)``, which raises :class:`ItemProblems` for a bad label."""
+    try:
+        height, width = image_size(raw.image_bytes, raw.image_path)
         if raw.has_label:
-            label = self.label(raw, image.height, image.width).astype("<i4", copy=False).tobytes()
-        example = deeplab2_example(
-            image=image.data,
-            image_format=raw.image_format,
-            filename=raw.key,
-            height=image.height,
-            width=image.width,
-            label=label,
-            label_format="raw" if label is not None else None,
-        )
-        return example, image.warning
+            label(height, width)
+    except ValueError as exc:
+        return [Problem(raw.image_path, str(exc), item=raw.key)]
+    except ItemProblems as exc:
+        return exc.problems
+    return []
+
+
+def encode_item(raw, label: Callable[[int, int], bytes], label_format: str) -> tuple[bytes, str]:
+    """The Example of any DeepLab2 encoder: the image as :func:`prepare_image` stores it and,
+    when ``raw`` has a label, ``label(height, width)`` in ``label_format``; with the image's
+    warning (``""`` when none). Raises :class:`ItemProblems`."""
+    try:
+        image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
+    except ValueError as exc:
+        raise ItemProblems([Problem(raw.image_path, str(exc), item=raw.key)]) from None
+    data = label(image.height, image.width) if raw.has_label else None
+    example = deeplab2_example(
+        image=image.data,
+        image_format=raw.image_format,
+        filename=raw.key,
+        height=image.height,
+        width=image.width,
+        label=data,
+        label_format=label_format if data is not None else None,
+    )
+    return example, image.warning
 
 
 # ------------------------------------------------------------------------------- decoding

@@ -29,8 +29,7 @@ from panseg.datasets.base import ItemProblems, Problem
 from panseg.datasets.info import DatasetInfo
 from panseg.datasets.runs import distinct_values
 from panseg.datasets.semantic import RawSemanticExample
-from panseg.records.deeplab2 import deeplab2_example
-from panseg.records.images import image_size, prepare_image
+from panseg.records.deeplab2 import check_item, encode_item
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -134,15 +133,7 @@ class SemanticPngEncoder:
 
     def check(self, raw: RawSemanticExample) -> list[Problem]:
         """Every problem of one item, without encoding it (the validation pass)."""
-        try:
-            height, width = image_size(raw.image_bytes, raw.image_path)
-            if raw.has_label:
-                self.read_label(raw, height, width)
-        except ValueError as exc:
-            return [Problem(raw.image_path, str(exc), item=raw.key)]
-        except ItemProblems as exc:
-            return exc.problems
-        return []
+        return check_item(raw, lambda height, width: self.read_label(raw, height, width))
 
     def encode(self, raw: RawSemanticExample) -> tuple[bytes, str]:
         """The serialized Example and a warning (``""`` when none).
@@ -150,18 +141,4 @@ class SemanticPngEncoder:
         Raises:
             ItemProblems: every problem found in this item's image or label.
         """
-        try:
-            image = prepare_image(raw.image_bytes, raw.image_format, raw.image_path)
-        except ValueError as exc:
-            raise ItemProblems([Problem(raw.image_path, str(exc), item=raw.key)]) from None
-        label = self.label(raw, image.height, image.width) if raw.has_label else None
-        example = deeplab2_example(
-            image=image.data,
-            image_format=raw.image_format,
-            filename=raw.key,
-            height=image.height,
-            width=image.width,
-            label=label,
-            label_format="png" if label is not None else None,
-        )
-        return example, image.warning
+        return encode_item(raw, lambda height, width: self.label(raw, height, width), "png")
