@@ -27,8 +27,9 @@ import sys
 import tempfile
 import time
 
-from panseg.convert import LocalEngine, _write_one_shard, convert
+from panseg.convert import LocalEngine, convert
 from panseg.convert_dask import DaskEngine, local_cluster
+from panseg.convert_workers import _write_one_shard
 from panseg.datasets.coco import CocoPanopticSource, coco_panoptic_info
 from panseg.datasets.synthetic import synth_coco
 from panseg.records.deeplab2 import PanopticDeepLab2Encoder

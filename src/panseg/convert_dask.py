@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from panseg import fsio
-from panseg.convert import (
+from panseg.convert_workers import (
     VALIDATE_CHUNK,
     TaskFailed,
     _write_one_shard,

@@ -58,7 +58,7 @@ def test_convert_s3_to_s3_then_read(tmp_path, bucket, s3_options, upload_tree, c
 
 
 def test_worker_processes_get_the_options():
-    from panseg.convert import LocalEngine, _init_worker
+    from panseg.convert_workers import LocalEngine, _init_worker
 
     options = {"s3": {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}, "*": {"a": 1}}
     try:
