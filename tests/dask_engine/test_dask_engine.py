@@ -13,6 +13,7 @@ import cloudpickle
 import distributed  # dask[distributed] is in the `test` extra: these tests run in CI
 import pytest
 
+from motoserver import moto_server, s3_options
 from panseg.cli.main import main
 from panseg.convert import ConversionFailed, LocalEngine, TaskFailed, convert
 from panseg.convert_dask import DaskEngine, local_cluster
@@ -233,41 +234,15 @@ def test_progress_counts_every_image_once(client, coco_root, tmp_path, capsys):
 def s3_endpoint():
     """A local S3 server (moto), configured in this process only (``fsio.configure``): the
     engine hands the options to the workers."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
     from panseg import fsio
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     previous = fsio.storage_options()
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        fsio.configure({"s3": {
-            "key": "testing", "secret": "testing",
-            "client_kwargs": {"endpoint_url": url, "region_name": "eu-west-1"},
-        }})
-        yield url
-    finally:
-        fsio.configure(previous)
-        proc.terminate()
-        proc.wait(timeout=10)
+    with moto_server() as url:
+        fsio.configure({"s3": s3_options(url)})
+        try:
+            yield url
+        finally:
+            fsio.configure(previous)
 
 
 def test_workers_write_to_an_object_store(client, coco_root, tmp_path, s3_endpoint):

@@ -3,58 +3,26 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
+from motoserver import KEY, REGION, SECRET, moto_server
+from motoserver import s3_options as options_for
 from panseg import fsio
 from panseg.cli.main import main
 
 pytest.importorskip("s3fs")  # the `s3` extra; CI installs it with `test`
 
-KEY, SECRET, REGION = "testing", "testing", "eu-west-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
+    with moto_server() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
 def s3_config(s3_endpoint) -> dict:
     """The fsspec options of the local server (``fsio.configure({"s3": ...})``)."""
-    return {"key": KEY, "secret": SECRET,
-            "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": REGION}}
+    return options_for(s3_endpoint)
 
 
 @pytest.fixture
